@@ -1,0 +1,82 @@
+import type { Config } from "./config/config.js";
+import { createLogger, type Logger } from "./lib/logger.js";
+import { openDatabase, type Database } from "./storage/postgres/db.js";
+import { createHotPathRedis, type RedisClient } from "./storage/redis/client.js";
+import { startEmbeddedRedis, type EmbeddedRedis } from "./storage/redis/embedded.js";
+import { BearerAuthenticator, type Authenticator } from "./auth/authenticator.js";
+import { buildApiSchema } from "./graphql/schema.js";
+import { createApiServer, type ApiServer } from "./graphql/server.js";
+
+/** The long-lived services resolvers and jobs use. Built only here. */
+export interface Services {
+  auth: Authenticator;
+}
+
+export interface App {
+  config: Config;
+  logger: Logger;
+  database: Database;
+  redis: RedisClient;
+  redisUrl: string;
+  services: Services;
+  server: ApiServer;
+  /** Listen on config.http (port 0 = any); returns the bound port. */
+  listen(): Promise<number>;
+  /** Graceful stop: stop accepting, finish in-flight work, flush, close connections. */
+  stop(): Promise<void>;
+}
+
+/** The composition root: the only place long-lived objects are constructed and wired. */
+export async function compose(config: Config, opts: { logger?: Logger } = {}): Promise<App> {
+  const logger = opts.logger ?? createLogger({ level: config.log.level });
+  const cleanups: Array<() => Promise<unknown>> = [];
+
+  const database = await openDatabase(config.postgres);
+  cleanups.push(() => database.close());
+  await database.migrate();
+
+  let embedded: EmbeddedRedis | null = null;
+  let redisUrl = config.redis.url;
+  if (!redisUrl && config.redis.clusterNodes.length === 0) {
+    embedded = await startEmbeddedRedis(config.redis.dataDir);
+    redisUrl = embedded.url;
+    logger.info({ url: redisUrl }, "started embedded redis-server");
+  }
+  const redisSettings = { ...config.redis, url: redisUrl ?? "" };
+  const redis = createHotPathRedis(redisSettings);
+  redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
+  cleanups.push(async () => redis.disconnect());
+  if (embedded) cleanups.push(() => embedded!.stop());
+
+  const auth = new BearerAuthenticator({ bootstrapAdminToken: config.auth.bootstrapAdminToken });
+  const services: Services = { auth };
+
+  const schema = await buildApiSchema();
+  const server = await createApiServer({
+    schema,
+    services,
+    logger,
+    introspection: config.graphql.introspection,
+    maxDepth: config.graphql.maxDepth,
+    maxComplexity: config.graphql.maxComplexity,
+    maxBodyBytes: config.http.maxBodyBytes,
+  });
+
+  let stopped = false;
+  return {
+    config,
+    logger,
+    database,
+    redis,
+    redisUrl: redisUrl ?? "",
+    services,
+    server,
+    listen: () => server.listen(config.http.port, config.http.host),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await server.close();
+      for (const c of cleanups.reverse()) await c().catch((err) => logger.warn({ err }, "cleanup failed"));
+    },
+  };
+}

@@ -1,0 +1,164 @@
+import { z } from "zod";
+
+/**
+ * The service's settings: one typed object, read once at start by `loadConfig(env)` (the only
+ * reader of process.env), validated whole so every problem is reported together by variable name.
+ */
+const bool = (def: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no"])
+    .optional()
+    .transform((v) => (v === undefined ? def : v === "true" || v === "1" || v === "yes"));
+const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+const list = (def: string[]) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v.trim() === "" ? def : v.split(",").map((s) => s.trim()).filter(Boolean)));
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  HOST: z.string().default("127.0.0.1"),
+  PORT: int(4000, 0, 65535),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+
+  /** Absent: an embedded PGlite database under DATA_DIR. */
+  DATABASE_URL: z.string().url().optional(),
+  DATABASE_POOL_SIZE: int(10, 1, 200),
+  /** Absent: a local redis-server from PATH is started with its files under DATA_DIR. */
+  REDIS_URL: z.string().url().optional(),
+  /** Comma-separated host:port seeds; when set, Redis Cluster is used instead of REDIS_URL. */
+  REDIS_CLUSTER_NODES: list([]),
+  /** Prepended to every Redis key (tests use it for isolation); hash tags stay inside. */
+  REDIS_KEY_PREFIX: z.string().max(64).default(""),
+  /** The hot path's Redis command timeout: an outage fails a reserve within about this long. */
+  REDIS_COMMAND_TIMEOUT_MS: int(100, 10, 10_000),
+  DATA_DIR: z.string().default("./.data"),
+
+  /** Accepted as an ADMIN credential so a first operator can create real credentials. */
+  BOOTSTRAP_ADMIN_TOKEN: z.string().min(16).optional(),
+  /** Public prefix of tenant API keys: `<prefix>_<keyId>_<secret>`. */
+  API_KEY_PREFIX: z.string().regex(/^[a-z]{2,8}$/).default("llm"),
+
+  OIDC_JWKS_URL: z.string().url().optional(),
+  OIDC_ISSUER: z.string().optional(),
+  OIDC_AUDIENCE: z.string().optional(),
+  OIDC_ALGORITHMS: list(["RS256", "ES256"]),
+  OIDC_ROLE_CLAIM: z.string().default("role"),
+  OIDC_TENANT_CLAIM: z.string().default("tenant_id"),
+  OIDC_CLOCK_TOLERANCE_SECONDS: int(30, 0, 600),
+  OIDC_JWKS_COOLDOWN_MS: int(30_000, 0, 3_600_000),
+  OIDC_JWKS_TIMEOUT_MS: int(3_000, 100, 30_000),
+
+  /** Off by default in production. */
+  GRAPHQL_INTROSPECTION: bool(true).optional(),
+  MAX_BODY_BYTES: int(1_000_000, 1_000, 50_000_000),
+  MAX_QUERY_DEPTH: int(12, 2, 100),
+  MAX_QUERY_COMPLEXITY: int(2_000, 10, 1_000_000),
+
+  /** Group commit: how long the ledger writer waits for company, and the largest batch. */
+  LEDGER_LINGER_MS: int(2, 0, 100),
+  LEDGER_MAX_BATCH: int(1_000, 1, 10_000),
+  /** Revocations and operator changes reach every replica through pub/sub; this is the safety net. */
+  CACHE_TTL_MS: int(5_000, 100, 600_000),
+  /** Run the BullMQ workers and schedulers in this process. */
+  WORKERS_ENABLED: bool(true),
+  /** Webhook targets on loopback/private/link-local addresses are refused unless allowed. */
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: bool(false),
+});
+
+export type Env = z.input<typeof EnvSchema>;
+
+export interface Config {
+  env: "development" | "production" | "test";
+  http: { host: string; port: number; maxBodyBytes: number };
+  log: { level: string };
+  postgres: { url: string | null; poolSize: number; dataDir: string };
+  redis: { url: string | null; clusterNodes: string[]; keyPrefix: string; commandTimeoutMs: number; dataDir: string };
+  auth: {
+    bootstrapAdminToken: string | null;
+    apiKeyPrefix: string;
+    oidc: {
+      jwksUrl: string;
+      issuer: string;
+      audience: string;
+      algorithms: string[];
+      roleClaim: string;
+      tenantClaim: string;
+      clockToleranceSeconds: number;
+      jwksCooldownMs: number;
+      jwksTimeoutMs: number;
+    } | null;
+  };
+  graphql: { introspection: boolean; maxDepth: number; maxComplexity: number };
+  ledger: { lingerMs: number; maxBatch: number };
+  cacheTtlMs: number;
+  workersEnabled: boolean;
+  webhooks: { allowPrivateTargets: boolean };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = EnvSchema.safeParse(env);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const oidcSet = [e.OIDC_JWKS_URL, e.OIDC_ISSUER, e.OIDC_AUDIENCE].filter((v) => v !== undefined).length;
+  if (oidcSet > 0 && oidcSet < 3) {
+    problems.push("OIDC_JWKS_URL, OIDC_ISSUER, OIDC_AUDIENCE: set all three to enable OIDC, or none");
+  }
+  if (e.OIDC_ALGORITHMS.some((a) => a.toLowerCase() === "none" || a.startsWith("HS"))) {
+    problems.push("OIDC_ALGORITHMS: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) may verify JWTs from a JWKS");
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  return {
+    env: e.NODE_ENV,
+    http: { host: e.HOST, port: e.PORT, maxBodyBytes: e.MAX_BODY_BYTES },
+    log: { level: e.LOG_LEVEL },
+    postgres: { url: e.DATABASE_URL ?? null, poolSize: e.DATABASE_POOL_SIZE, dataDir: e.DATA_DIR },
+    redis: {
+      url: e.REDIS_URL ?? null,
+      clusterNodes: e.REDIS_CLUSTER_NODES,
+      keyPrefix: e.REDIS_KEY_PREFIX,
+      commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+      dataDir: e.DATA_DIR,
+    },
+    auth: {
+      bootstrapAdminToken: e.BOOTSTRAP_ADMIN_TOKEN ?? null,
+      apiKeyPrefix: e.API_KEY_PREFIX,
+      oidc:
+        oidcSet === 3
+          ? {
+              jwksUrl: e.OIDC_JWKS_URL!,
+              issuer: e.OIDC_ISSUER!,
+              audience: e.OIDC_AUDIENCE!,
+              algorithms: e.OIDC_ALGORITHMS,
+              roleClaim: e.OIDC_ROLE_CLAIM,
+              tenantClaim: e.OIDC_TENANT_CLAIM,
+              clockToleranceSeconds: e.OIDC_CLOCK_TOLERANCE_SECONDS,
+              jwksCooldownMs: e.OIDC_JWKS_COOLDOWN_MS,
+              jwksTimeoutMs: e.OIDC_JWKS_TIMEOUT_MS,
+            }
+          : null,
+    },
+    graphql: {
+      introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== "production",
+      maxDepth: e.MAX_QUERY_DEPTH,
+      maxComplexity: e.MAX_QUERY_COMPLEXITY,
+    },
+    ledger: { lingerMs: e.LEDGER_LINGER_MS, maxBatch: e.LEDGER_MAX_BATCH },
+    cacheTtlMs: e.CACHE_TTL_MS,
+    workersEnabled: e.WORKERS_ENABLED,
+    webhooks: { allowPrivateTargets: e.WEBHOOK_ALLOW_PRIVATE_TARGETS },
+  };
+}

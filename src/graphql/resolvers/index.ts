@@ -1,0 +1,10 @@
+import type { NonEmptyArray } from "type-graphql";
+import { HealthResolver } from "./health.resolver.js";
+
+/**
+ * Every resolver class of the API. A class missing here is missing from the schema (and the
+ * emitted SDL test would show it), so add new ones in this one list.
+ */
+export const resolvers: NonEmptyArray<Function> = [
+  HealthResolver,
+];

@@ -1,0 +1,230 @@
+import http from "node:http";
+import { randomUUID } from "node:crypto";
+import { ApolloServer, HeaderMap, type ApolloServerPlugin } from "@apollo/server";
+import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { GraphQLError, type GraphQLSchema } from "graphql";
+import { getComplexity, fieldExtensionsEstimator, simpleEstimator } from "graphql-query-complexity";
+import type { Logger } from "../lib/logger.js";
+import { isDomainError } from "../lib/errors.js";
+import type { GraphQLContext } from "./context.js";
+import type { Services } from "../compose.js";
+import { makeFormatError } from "./errors.js";
+import { depthLimitRule } from "./guards.js";
+
+export interface ApiServerOptions {
+  schema: GraphQLSchema;
+  services: Services;
+  logger: Logger;
+  introspection: boolean;
+  maxDepth: number;
+  maxComplexity: number;
+  maxBodyBytes: number;
+  /** Extra plain-HTTP routes (e.g. /metrics), answered before GraphQL. */
+  routes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
+}
+
+export interface ApiServer {
+  apollo: ApolloServer<GraphQLContext>;
+  http: http.Server;
+  listen(port: number, host: string): Promise<number>;
+  /** Stop accepting, let in-flight requests finish, then stop Apollo. */
+  close(): Promise<void>;
+}
+
+class BodyTooLarge extends Error {}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > limit) return reject(new BodyTooLarge());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new BodyTooLarge());
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  const s = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(s), ...headers });
+  res.end(s);
+}
+
+/**
+ * Apollo Server behind a lean node:http integration (no Express): body-size limit enforced
+ * while streaming, request ids, authentication before execution, and masked errors.
+ */
+export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const { logger } = opts;
+
+  const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ request, document }) {
+          const complexity = getComplexity({
+            schema: opts.schema,
+            operationName: request.operationName ?? undefined,
+            query: document,
+            variables: request.variables ?? {},
+            estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
+          });
+          if (complexity > opts.maxComplexity) {
+            throw new GraphQLError(`query complexity ${complexity} exceeds the maximum of ${opts.maxComplexity}`, {
+              extensions: { code: "QUERY_TOO_COMPLEX", http: { status: 400 } },
+            });
+          }
+        },
+      };
+    },
+  };
+
+  // Internal errors are logged with the request id, and the id is added to the masked error.
+  const requestIdPlugin: ApolloServerPlugin<GraphQLContext> = {
+    async requestDidStart({ contextValue }) {
+      return {
+        async didEncounterErrors({ errors }) {
+          for (const e of errors) {
+            const original = e.originalError;
+            if (original && !(original instanceof GraphQLError) && !isDomainError(original)) {
+              contextValue.log.error({ err: original, requestId: contextValue.requestId }, "internal error");
+            }
+          }
+        },
+        async willSendResponse({ response }) {
+          if (response.body.kind !== "single") return;
+          for (const err of response.body.singleResult.errors ?? []) {
+            if (err.extensions?.code === "INTERNAL_SERVER_ERROR") {
+              (err.extensions as Record<string, unknown>).requestId = contextValue.requestId;
+            }
+          }
+        },
+      };
+    },
+  };
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema: opts.schema,
+    introspection: opts.introspection,
+    csrfPrevention: true,
+    allowBatchedHttpRequests: false,
+    includeStacktraceInErrorResponses: false,
+    validationRules: [depthLimitRule(opts.maxDepth)],
+    formatError: makeFormatError({ onInternal: () => {} }),
+    plugins: [complexityPlugin, requestIdPlugin, ApolloServerPluginLandingPageDisabled()],
+    logger: {
+      debug: (m) => logger.debug(m),
+      info: (m) => logger.info(m),
+      warn: (m) => logger.warn(m),
+      error: (m) => logger.error(m),
+    },
+  });
+  await apollo.start();
+
+  const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const requestId = (typeof req.headers["x-request-id"] === "string" && req.headers["x-request-id"].slice(0, 100)) || randomUUID();
+    res.setHeader("x-request-id", requestId);
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const route = opts.routes?.[url.pathname];
+    if (route) return route(req, res);
+    if (url.pathname === "/healthz") return sendJson(res, 200, { ok: true });
+    if (url.pathname !== "/graphql") return sendJson(res, 404, { error: "not found" });
+
+    let body: string;
+    try {
+      body = req.method === "POST" ? await readBody(req, opts.maxBodyBytes) : "";
+    } catch (e) {
+      if (e instanceof BodyTooLarge) {
+        return sendJson(res, 413, {
+          errors: [{ message: `request body exceeds ${opts.maxBodyBytes} bytes`, extensions: { code: "BAD_REQUEST" } }],
+        }, { connection: "close" });
+      }
+      return sendJson(res, 400, { errors: [{ message: "could not read request body", extensions: { code: "BAD_REQUEST" } }] });
+    }
+
+    const sourceIp = req.socket.remoteAddress ?? null;
+    let actor: GraphQLContext["actor"];
+    try {
+      actor = await opts.services.auth.authenticate(req.headers.authorization, sourceIp);
+    } catch (e) {
+      if (isDomainError(e)) {
+        const status = e.code === "UNAUTHENTICATED" ? 401 : e.code === "BACKEND_UNAVAILABLE" ? 503 : 403;
+        return sendJson(res, status, { errors: [{ message: e.message, extensions: { code: e.code, retryable: e.retryable } }] });
+      }
+      logger.error({ err: e, requestId }, "authentication failed unexpectedly");
+      return sendJson(res, 500, { errors: [{ message: "Internal server error", extensions: { code: "INTERNAL_SERVER_ERROR", requestId } }] });
+    }
+
+    let parsed: unknown = undefined;
+    if (body.length > 0) {
+      const ct = req.headers["content-type"] ?? "";
+      if (ct.includes("json")) {
+        try {
+          parsed = JSON.parse(body);
+        } catch {
+          return sendJson(res, 400, { errors: [{ message: "request body is not valid JSON", extensions: { code: "BAD_REQUEST" } }] });
+        }
+      } else {
+        parsed = body;
+      }
+    }
+
+    const headers = new HeaderMap();
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
+    }
+    const log = logger.child({ requestId });
+    const result = await apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method: (req.method ?? "GET").toUpperCase(), headers, search: url.search, body: parsed },
+      context: async () => ({ requestId, actor, services: opts.services, log, sourceIp }),
+    });
+    const outHeaders: Record<string, string> = {};
+    for (const [k, v] of result.headers) outHeaders[k] = v;
+    if (result.body.kind === "complete") {
+      res.writeHead(result.status ?? 200, { ...outHeaders, "content-length": Buffer.byteLength(result.body.string) });
+      res.end(result.body.string);
+    } else {
+      res.writeHead(result.status ?? 200, outHeaders);
+      for await (const chunk of result.body.asyncIterator) res.write(chunk);
+      res.end();
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    handler(req, res).catch((err) => {
+      logger.error({ err }, "unhandled http error");
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: "Internal server error", extensions: { code: "INTERNAL_SERVER_ERROR" } }] });
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+
+  return {
+    apollo,
+    http: server,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          const addr = server.address();
+          resolve(typeof addr === "object" && addr ? addr.port : port);
+        });
+      });
+    },
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await apollo.stop();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import { Redis, Cluster, type RedisOptions } from "ioredis";
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisSettings {
+  url: string;
+  clusterNodes: string[];
+  keyPrefix: string;
+  commandTimeoutMs: number;
+}
+
+function clusterSeeds(nodes: string[]) {
+  return nodes.map((n) => {
+    const [host, port] = n.split(":");
+    return { host: host!, port: Number(port) };
+  });
+}
+
+/**
+ * The hot path's connection: no offline queue and a short command timeout, so with Redis
+ * unreachable a reserve fails in about `commandTimeoutMs` instead of queueing forever.
+ */
+export function createHotPathRedis(s: RedisSettings): RedisClient {
+  const common: RedisOptions = {
+    enableOfflineQueue: false,
+    commandTimeout: s.commandTimeoutMs,
+    maxRetriesPerRequest: 0,
+    keyPrefix: s.keyPrefix || undefined,
+    enableAutoPipelining: true,
+    lazyConnect: false,
+    retryStrategy: (times) => Math.min(times * 50, 1_000),
+  };
+  if (s.clusterNodes.length > 0) {
+    return new Cluster(clusterSeeds(s.clusterNodes), {
+      redisOptions: common,
+      enableOfflineQueue: false,
+      keyPrefix: s.keyPrefix || undefined,
+      enableAutoPipelining: true,
+      clusterRetryStrategy: (times) => Math.min(times * 100, 2_000),
+    });
+  }
+  return new Redis(s.url, common);
+}
+
+/**
+ * A connection for BullMQ and blocking/pub-sub use: BullMQ requires maxRetriesPerRequest null
+ * and must be allowed to queue while reconnecting. No keyPrefix: BullMQ has its own `prefix`.
+ */
+export function createQueueRedis(s: RedisSettings): RedisClient {
+  if (s.clusterNodes.length > 0) {
+    return new Cluster(clusterSeeds(s.clusterNodes), { redisOptions: { maxRetriesPerRequest: null } });
+  }
+  return new Redis(s.url, { maxRetriesPerRequest: null });
+}
+
+/** A plain subscriber connection for cache invalidation and event fan-out. */
+export function createSubscriberRedis(s: RedisSettings): Redis {
+  const url = s.clusterNodes.length > 0 ? `redis://${s.clusterNodes[0]}` : s.url;
+  return new Redis(url, { maxRetriesPerRequest: null, keyPrefix: undefined });
+}
