@@ -1,7 +1,10 @@
 import type { Config } from "./config/config.js";
 import { createLogger, type Logger } from "./lib/logger.js";
 import { openDatabase, type Database } from "./storage/postgres/db.js";
-import { createHotPathRedis, type RedisClient } from "./storage/redis/client.js";
+import { createHotPathRedis, createSubscriberRedis, type RedisClient } from "./storage/redis/client.js";
+import { InvalidationBus } from "./storage/redis/invalidation.js";
+import { systemClock, type Clock } from "./lib/clock.js";
+import type { Db } from "./storage/postgres/db.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "./storage/redis/embedded.js";
 import { BearerAuthenticator, type Authenticator } from "./auth/authenticator.js";
 import { buildApiSchema } from "./graphql/schema.js";
@@ -10,6 +13,13 @@ import { createApiServer, type ApiServer } from "./graphql/server.js";
 /** The long-lived services resolvers and jobs use. Built only here. */
 export interface Services {
   auth: Authenticator;
+  // ── shared infrastructure services receive in their options ──
+  db: Db;
+  redis: RedisClient;
+  invalidation: InvalidationBus;
+  clock: Clock;
+  config: Config;
+  logger: Logger;
 }
 
 export interface App {
@@ -48,8 +58,18 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   cleanups.push(async () => redis.disconnect());
   if (embedded) cleanups.push(() => embedded!.stop());
 
+  const subscriber = createSubscriberRedis(redisSettings);
+  subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis subscriber error"));
+  cleanups.push(async () => subscriber.disconnect());
+  const invalidation = new InvalidationBus(redis, subscriber, config.redis.keyPrefix, logger);
+  await invalidation.start();
+  const clock = systemClock;
+  const db = database.db;
+
+  // ── services (each gets its dependencies as one options object) ──
   const auth = new BearerAuthenticator({ bootstrapAdminToken: config.auth.bootstrapAdminToken });
-  const services: Services = { auth };
+
+  const services: Services = { auth, db, redis, invalidation, clock, config, logger };
 
   const schema = await buildApiSchema();
   const server = await createApiServer({
