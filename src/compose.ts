@@ -5,6 +5,8 @@ import { createHotPathRedis, createSubscriberRedis, type RedisClient } from "./s
 import { InvalidationBus } from "./storage/redis/invalidation.js";
 import { systemClock, type Clock } from "./lib/clock.js";
 import type { Db } from "./storage/postgres/db.js";
+import { PostgresAuditLog } from "./storage/postgres/audit.repository.js";
+import type { AuditLog } from "./domain/abuse/audit.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "./storage/redis/embedded.js";
 import { BearerAuthenticator, type Authenticator } from "./auth/authenticator.js";
 import { buildApiSchema } from "./graphql/schema.js";
@@ -13,6 +15,7 @@ import { createApiServer, type ApiServer } from "./graphql/server.js";
 /** The long-lived services resolvers and jobs use. Built only here. */
 export interface Services {
   auth: Authenticator;
+  audit: AuditLog;
   // ── shared infrastructure services receive in their options ──
   db: Db;
   redis: RedisClient;
@@ -69,7 +72,9 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   // ── services (each gets its dependencies as one options object) ──
   const auth = new BearerAuthenticator({ bootstrapAdminToken: config.auth.bootstrapAdminToken });
 
-  const services: Services = { auth, db, redis, invalidation, clock, config, logger };
+  const audit = new PostgresAuditLog(db);
+
+  const services: Services = { auth, audit, db, redis, invalidation, clock, config, logger };
 
   const schema = await buildApiSchema();
   const server = await createApiServer({
