@@ -4,11 +4,10 @@ import { z } from "zod";
  * The service's settings: one typed object, read once at start by `loadConfig(env)` (the only
  * reader of process.env), validated whole so every problem is reported together by variable name.
  */
+const flag = z.enum(["true", "false", "1", "0", "yes", "no"]);
+const isTrue = (v: z.infer<typeof flag>) => v === "true" || v === "1" || v === "yes";
 const bool = (def: boolean) =>
-  z
-    .enum(["true", "false", "1", "0", "yes", "no"])
-    .optional()
-    .transform((v) => (v === undefined ? def : v === "true" || v === "1" || v === "yes"));
+  flag.optional().transform((v) => (v === undefined ? def : isTrue(v)));
 const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 const list = (def: string[]) =>
   z
@@ -50,8 +49,8 @@ const EnvSchema = z.object({
   OIDC_JWKS_COOLDOWN_MS: int(30_000, 0, 3_600_000),
   OIDC_JWKS_TIMEOUT_MS: int(3_000, 100, 30_000),
 
-  /** Off by default in production. */
-  GRAPHQL_INTROSPECTION: bool(true).optional(),
+  /** Unset: on, except with NODE_ENV=production (where the schema is not advertised). */
+  GRAPHQL_INTROSPECTION: flag.optional(),
   MAX_BODY_BYTES: int(1_000_000, 1_000, 50_000_000),
   MAX_QUERY_DEPTH: int(12, 2, 100),
   MAX_QUERY_COMPLEXITY: int(2_000, 10, 1_000_000),
@@ -65,7 +64,35 @@ const EnvSchema = z.object({
   WORKERS_ENABLED: bool(true),
   /** Webhook targets on loopback/private/link-local addresses are refused unless allowed. */
   WEBHOOK_ALLOW_PRIVATE_TARGETS: bool(false),
-});
+})
+  // Cross-field rules run in the same pass as the per-variable ones (`when` keeps them running
+  // even after a variable failed to parse), so an operator sees every problem in one go
+  // instead of fixing them one restart at a time.
+  .superRefine(
+    (e, ctx) => {
+      const oidc = ["OIDC_JWKS_URL", "OIDC_ISSUER", "OIDC_AUDIENCE"] as const;
+      const set = oidc.filter((k) => e[k] !== undefined);
+      if (set.length > 0 && set.length < oidc.length) {
+        for (const k of oidc.filter((k) => e[k] === undefined)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [k],
+            message: `required because ${set.join(", ")} ${set.length === 1 ? "is" : "are"} set (OIDC needs OIDC_JWKS_URL, OIDC_ISSUER and OIDC_AUDIENCE together, or none)`,
+          });
+        }
+      }
+      const algorithms = Array.isArray(e.OIDC_ALGORITHMS) ? e.OIDC_ALGORITHMS : [];
+      const symmetric = algorithms.filter((a) => a.toLowerCase() === "none" || a.toUpperCase().startsWith("HS"));
+      if (symmetric.length > 0) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["OIDC_ALGORITHMS"],
+          message: `${symmetric.join(", ")} not allowed: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) may verify JWTs from a JWKS`,
+        });
+      }
+    },
+    { when: () => true },
+  );
 
 export type Env = z.input<typeof EnvSchema>;
 
@@ -104,22 +131,19 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Validates the whole environment and returns the typed settings, or throws one ConfigError
+ * naming every bad variable. An empty variable counts as unset (`FOO=` in a .env file or
+ * `${FOO:-}` in compose), so it takes the default instead of failing as e.g. an invalid URL.
+ */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const parsed = EnvSchema.safeParse(env);
-  const problems: string[] = [];
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = EnvSchema.safeParse(present);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".")}: ${issue.message}`);
-    throw new ConfigError(problems);
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join(".") || "environment"}: ${issue.message}`));
   }
   const e = parsed.data;
-  const oidcSet = [e.OIDC_JWKS_URL, e.OIDC_ISSUER, e.OIDC_AUDIENCE].filter((v) => v !== undefined).length;
-  if (oidcSet > 0 && oidcSet < 3) {
-    problems.push("OIDC_JWKS_URL, OIDC_ISSUER, OIDC_AUDIENCE: set all three to enable OIDC, or none");
-  }
-  if (e.OIDC_ALGORITHMS.some((a) => a.toLowerCase() === "none" || a.startsWith("HS"))) {
-    problems.push("OIDC_ALGORITHMS: only asymmetric algorithms (RS*, PS*, ES*, EdDSA) may verify JWTs from a JWKS");
-  }
-  if (problems.length) throw new ConfigError(problems);
+  const oidcEnabled = e.OIDC_JWKS_URL !== undefined && e.OIDC_ISSUER !== undefined && e.OIDC_AUDIENCE !== undefined;
 
   return {
     env: e.NODE_ENV,
@@ -137,7 +161,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       bootstrapAdminToken: e.BOOTSTRAP_ADMIN_TOKEN ?? null,
       apiKeyPrefix: e.API_KEY_PREFIX,
       oidc:
-        oidcSet === 3
+        oidcEnabled
           ? {
               jwksUrl: e.OIDC_JWKS_URL!,
               issuer: e.OIDC_ISSUER!,
@@ -152,7 +176,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           : null,
     },
     graphql: {
-      introspection: e.GRAPHQL_INTROSPECTION ?? e.NODE_ENV !== "production",
+      introspection:
+        e.GRAPHQL_INTROSPECTION === undefined
+          ? e.NODE_ENV !== "production"
+          : isTrue(e.GRAPHQL_INTROSPECTION),
       maxDepth: e.MAX_QUERY_DEPTH,
       maxComplexity: e.MAX_QUERY_COMPLEXITY,
     },
