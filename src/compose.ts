@@ -9,6 +9,11 @@ import { PostgresAuditLog } from "./storage/postgres/audit.repository.js";
 import type { AuditLog } from "./domain/abuse/audit.js";
 import { startEmbeddedRedis, type EmbeddedRedis } from "./storage/redis/embedded.js";
 import { BearerAuthenticator, type Authenticator } from "./auth/authenticator.js";
+import { ApiKeyVerifier } from "./auth/api-key-verifier.js";
+import { ApiKeyService } from "./domain/tenancy/api-keys.service.js";
+import { CredentialService } from "./domain/tenancy/credentials.service.js";
+import { PostgresApiKeyRepository } from "./storage/postgres/api-keys.repository.js";
+import { PostgresCredentialRepository } from "./storage/postgres/credentials.repository.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
 
@@ -16,6 +21,10 @@ import { createApiServer, type ApiServer } from "./graphql/server.js";
 export interface Services {
   auth: Authenticator;
   audit: AuditLog;
+  apiKeys: ApiKeyService;
+  credentials: CredentialService;
+  /** Tenant API key check for the enforcement hot path (cached; no Postgres in steady state). */
+  apiKeyVerifier: ApiKeyVerifier;
   // ── shared infrastructure services receive in their options ──
   db: Db;
   redis: RedisClient;
@@ -70,11 +79,32 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const db = database.db;
 
   // ── services (each gets its dependencies as one options object) ──
-  const auth = new BearerAuthenticator({ bootstrapAdminToken: config.auth.bootstrapAdminToken });
-
   const audit = new PostgresAuditLog(db);
 
-  const services: Services = { auth, audit, db, redis, invalidation, clock, config, logger };
+  const apiKeyRepository = new PostgresApiKeyRepository(db);
+  const credentialRepository = new PostgresCredentialRepository(db);
+  const apiKeys = new ApiKeyService({ repository: apiKeyRepository, audit, invalidation, clock, apiKeyPrefix: config.auth.apiKeyPrefix });
+  const credentials = new CredentialService({ repository: credentialRepository, audit, invalidation, clock, apiKeyPrefix: config.auth.apiKeyPrefix });
+  const apiKeyVerifier = new ApiKeyVerifier({
+    repository: apiKeyRepository,
+    invalidation,
+    apiKeyPrefix: config.auth.apiKeyPrefix,
+    cacheTtlMs: config.cacheTtlMs,
+  });
+  cleanups.push(async () => apiKeyVerifier.close());
+  const auth = new BearerAuthenticator({
+    bootstrapAdminToken: config.auth.bootstrapAdminToken,
+    apiKeyPrefix: config.auth.apiKeyPrefix,
+    credentials: credentialRepository,
+    invalidation,
+    cacheTtlMs: config.cacheTtlMs,
+    oidc: config.auth.oidc,
+    logger,
+  });
+  cleanups.push(async () => auth.close());
+  await auth.start();
+
+  const services: Services = { auth, audit, apiKeys, credentials, apiKeyVerifier, db, redis, invalidation, clock, config, logger };
 
   const schema = await buildApiSchema();
   const server = await createApiServer({

@@ -1,5 +1,7 @@
 import type { NonEmptyArray } from "type-graphql";
 import { HealthResolver } from "./health.resolver.js";
+import { ApiKeyResolver } from "./api-key.resolver.js";
+import { CredentialResolver } from "./credential.resolver.js";
 
 /**
  * Every resolver class of the API. A class missing here is missing from the schema (and the
@@ -7,4 +9,6 @@ import { HealthResolver } from "./health.resolver.js";
  */
 export const resolvers: NonEmptyArray<Function> = [
   HealthResolver,
+  ApiKeyResolver,
+  CredentialResolver,
 ];

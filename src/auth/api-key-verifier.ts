@@ -1,0 +1,156 @@
+import { performance } from "node:perf_hooks";
+import type { ApiKey } from "../domain/tenancy/types.js";
+import type { ApiKeyRecord } from "../domain/tenancy/api-keys.service.js";
+import { isExpired } from "../domain/tenancy/api-keys.service.js";
+import type { InvalidationMessage } from "../storage/redis/invalidation.js";
+import { apiKeyFormat, parseToken, tokenMatchesHash, type TokenFormat } from "./api-key-format.js";
+
+/**
+ * The hot-path check of a tenant API key. Expected failures are values, not exceptions:
+ * checkAndReserve turns them into a DENY decision with the same reason.
+ */
+export type ApiKeyVerdict =
+  | { ok: true; key: ApiKey }
+  | { ok: false; reason: "KEY_INVALID" | "KEY_REVOKED" | "KEY_EXPIRED"; keyId: string | null };
+
+/** Where invalidations come from: the cross-replica bus (or a test double). */
+export interface InvalidationSource {
+  onInvalidate(listener: (m: InvalidationMessage) => void): () => void;
+}
+
+export interface InvalidatedCacheOptions {
+  ttlMs: number;
+  maxEntries: number;
+}
+
+/**
+ * A bounded, per-process read-through cache of verification records keyed by object id.
+ *
+ * Freshness: an entry lives at most `ttlMs` (the safety net if an invalidation message is
+ * lost) and is dropped the moment an invalidation for its id arrives. A load that was in
+ * flight when any invalidation arrived is returned to its callers but not cached, so a read
+ * that raced a revocation cannot re-insert the pre-revocation state.
+ * Concurrent misses for one id share one load. Negative results (unknown id) are cached
+ * too: a misconfigured client retrying a deleted key costs one lookup per TTL, not per call.
+ */
+export class InvalidatedCache<V> {
+  private readonly entries = new Map<string, { value: V; expiresAt: number }>();
+  private readonly inflight = new Map<string, Promise<V>>();
+  private epoch = 0;
+
+  constructor(private readonly opts: InvalidatedCacheOptions) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  async get(id: string, load: (id: string) => Promise<V>): Promise<V> {
+    const hit = this.entries.get(id);
+    if (hit) {
+      if (hit.expiresAt > performance.now()) {
+        // Re-insert so Map order is least-recently-used first, which is what eviction drops.
+        this.entries.delete(id);
+        this.entries.set(id, hit);
+        return hit.value;
+      }
+      this.entries.delete(id);
+    }
+    const pending = this.inflight.get(id);
+    if (pending) return pending;
+
+    const epoch = this.epoch;
+    const p: Promise<V> = load(id)
+      .then((value) => {
+        if (this.epoch === epoch) this.store(id, value);
+        return value;
+      })
+      .finally(() => {
+        if (this.inflight.get(id) === p) this.inflight.delete(id);
+      });
+    this.inflight.set(id, p);
+    return p;
+  }
+
+  invalidate(id: string): void {
+    this.epoch++;
+    this.entries.delete(id);
+    this.inflight.delete(id);
+  }
+
+  clear(): void {
+    this.epoch++;
+    this.entries.clear();
+    this.inflight.clear();
+  }
+
+  private store(id: string, value: V): void {
+    this.entries.delete(id);
+    while (this.entries.size >= this.opts.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done) break;
+      this.entries.delete(oldest.value);
+    }
+    this.entries.set(id, { value, expiresAt: performance.now() + this.opts.ttlMs });
+  }
+}
+
+export interface ApiKeyVerifierOptions {
+  repository: { findForVerification(id: string): Promise<ApiKeyRecord | null> };
+  invalidation: InvalidationSource;
+  apiKeyPrefix: string;
+  /** Upper bound on staleness when an invalidation message is lost (config.cacheTtlMs). */
+  cacheTtlMs: number;
+  /** Bound on cached keys per process; the least recently used are dropped first. */
+  maxCachedKeys?: number;
+}
+
+/**
+ * Verifies presented tenant API keys for the enforcement hot path.
+ *
+ * - Malformed strings (wrong prefix, shape or checksum) are KEY_INVALID with no lookup at all.
+ * - Well-formed keys are found by id in a per-process cache; Postgres is read only on a miss,
+ *   so in steady state verification touches neither Postgres nor Redis.
+ * - Revocation reaches every replica through the invalidation bus (milliseconds) and, if a
+ *   message is lost, through the cache TTL (config.cacheTtlMs, 5 s by default).
+ * - The secret is compared as SHA-256 in constant time before status or expiry are looked at,
+ *   so a wrong secret never learns whether a key id is revoked or expired.
+ */
+export class ApiKeyVerifier {
+  private readonly format: TokenFormat;
+  private readonly cache: InvalidatedCache<ApiKeyRecord | null>;
+  private readonly unsubscribe: () => void;
+  private lookupCount = 0;
+
+  constructor(private readonly opts: ApiKeyVerifierOptions) {
+    this.format = apiKeyFormat(opts.apiKeyPrefix);
+    this.cache = new InvalidatedCache({ ttlMs: opts.cacheTtlMs, maxEntries: opts.maxCachedKeys ?? 100_000 });
+    this.unsubscribe = opts.invalidation.onInvalidate((m) => {
+      if (m.kind === "apiKey") this.cache.invalidate(m.id);
+      else if (m.kind === "all") this.cache.clear();
+    });
+  }
+
+  /** How many times a key was read from storage (cache misses); malformed keys never count. */
+  get lookups(): number {
+    return this.lookupCount;
+  }
+
+  async verify(presented: string, now: Date): Promise<ApiKeyVerdict> {
+    const parsed = parseToken(this.format, presented);
+    if (!parsed) return { ok: false, reason: "KEY_INVALID", keyId: null };
+    const record = await this.cache.get(parsed.id, (id) => {
+      this.lookupCount++;
+      return this.opts.repository.findForVerification(id);
+    });
+    if (!record) return { ok: false, reason: "KEY_INVALID", keyId: null };
+    if (!tokenMatchesHash(presented, record.secretHash)) return { ok: false, reason: "KEY_INVALID", keyId: record.key.id };
+    if (record.key.status === "REVOKED") return { ok: false, reason: "KEY_REVOKED", keyId: record.key.id };
+    if (isExpired(record.key, now)) return { ok: false, reason: "KEY_EXPIRED", keyId: record.key.id };
+    return { ok: true, key: record.key };
+  }
+
+  /** Stops listening to invalidations (the process is shutting down). */
+  close(): void {
+    this.unsubscribe();
+  }
+}
