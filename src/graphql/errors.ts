@@ -1,4 +1,4 @@
-import { GraphQLError, type GraphQLFormattedError } from "graphql";
+import type { GraphQLFormattedError } from "graphql";
 import { unwrapResolverError } from "@apollo/server/errors";
 import { isDomainError, ErrorCode } from "../lib/errors.js";
 
@@ -40,10 +40,10 @@ export function makeFormatError(opts: { onInternal: (err: unknown) => void; requ
       const { stacktrace: _s, exception: _e, ...ext } = (formatted.extensions ?? {}) as Record<string, unknown>;
       return { ...formatted, extensions: ext };
     }
-    // Argument coercion failures (a Decimal or enum that does not parse) come without a code.
-    if (original instanceof GraphQLError && original.path === undefined && !original.originalError) {
-      return { message: formatted.message, locations: formatted.locations, extensions: { code: ErrorCode.BAD_USER_INPUT } };
-    }
+    // Everything else is ours: a resolver's plain Error, a driver's SQL error, and also codeless
+    // GraphQLErrors such as an enum or scalar failing to *serialise* a resolver's value. The
+    // caller's own mistakes never land here: graphql-js and Apollo code them (parse, validation,
+    // BAD_USER_INPUT for variables that do not coerce), and domain errors are handled above.
     opts.onInternal(original);
     return {
       message: "Internal server error",

@@ -2,7 +2,7 @@ import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from "@apollo/server";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
-import { GraphQLError, type GraphQLSchema } from "graphql";
+import { GraphQLError, getVariableValues, type GraphQLSchema } from "graphql";
 import { getComplexity, fieldExtensionsEstimator, simpleEstimator } from "graphql-query-complexity";
 import type { Logger } from "../lib/logger.js";
 import { isDomainError } from "../lib/errors.js";
@@ -33,24 +33,41 @@ export interface ApiServer {
 
 class BodyTooLarge extends Error {}
 
+/**
+ * Reads the body, refusing it as soon as it is known to exceed `limit` (declared length, or
+ * bytes seen so far for chunked bodies), so an oversized body is never buffered whole.
+ * On refusal the stream is left to the HTTP server, which discards the rest while the 413 goes
+ * out: destroying the socket here would reset the connection before the caller saw why.
+ */
 function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > limit) return reject(new BodyTooLarge());
     const chunks: Buffer[] = [];
     let size = 0;
-    req.on("data", (c: Buffer) => {
+    const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
+        req.off("data", onData);
+        chunks.length = 0;
         reject(new BodyTooLarge());
-        req.destroy();
         return;
       }
       chunks.push(c);
-    });
+    };
+    req.on("data", onData);
     req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
     req.on("error", reject);
   });
+}
+
+/**
+ * A gateway's own request id is kept so one id follows a request across systems, but only in
+ * a plain token shape: it is echoed in a header and written to logs, where quotes, spaces or
+ * markup from a caller would be an injection vector. Anything else gets a fresh UUID.
+ */
+function callerRequestId(header: string | string[] | undefined): string | null {
+  return typeof header === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(header) ? header : null;
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
@@ -66,21 +83,38 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
 export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const { logger } = opts;
 
+  // A query whose node count passes this is refused without being measured further: it bounds
+  // the work of measuring itself (fragment spreads can multiply nodes far beyond the body size).
+  // Every node costs at least 1, so a query within MAX_QUERY_COMPLEXITY never trips it.
+  const maxQueryNodes = Math.max(10_000, opts.maxComplexity);
+  const tooComplex = (message: string) =>
+    new GraphQLError(message, { extensions: { code: "QUERY_TOO_COMPLEX", http: { status: 400 } } });
+
   const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
     async requestDidStart() {
       return {
-        async didResolveOperation({ request, document }) {
-          const complexity = getComplexity({
-            schema: opts.schema,
-            operationName: request.operationName ?? undefined,
-            query: document,
-            variables: request.variables ?? {},
-            estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
-          });
-          if (complexity > opts.maxComplexity) {
-            throw new GraphQLError(`query complexity ${complexity} exceeds the maximum of ${opts.maxComplexity}`, {
-              extensions: { code: "QUERY_TOO_COMPLEX", http: { status: 400 } },
+        async didResolveOperation({ request, document, operation, schema }) {
+          // Variables that do not coerce are the caller's error and stop execution anyway;
+          // leave them to graphql-js (BAD_USER_INPUT, 400) instead of failing them here.
+          const vars = getVariableValues(schema, operation?.variableDefinitions ?? [], request.variables ?? {});
+          if (vars.errors) return;
+          let complexity: number;
+          try {
+            complexity = getComplexity({
+              schema,
+              operationName: request.operationName ?? undefined,
+              query: document,
+              variables: vars.coerced,
+              estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
+              maxQueryNodes,
             });
+          } catch (e) {
+            // With variables known good, the GraphQLError left to throw is the node-count guard.
+            if (!(e instanceof GraphQLError)) throw e;
+            throw tooComplex(`query has more than ${maxQueryNodes} fields and fragments; the maximum complexity is ${opts.maxComplexity}`);
+          }
+          if (complexity > opts.maxComplexity) {
+            throw tooComplex(`query complexity ${complexity} exceeds the maximum of ${opts.maxComplexity}`);
           }
         },
       };
@@ -130,7 +164,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   await apollo.start();
 
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const requestId = (typeof req.headers["x-request-id"] === "string" && req.headers["x-request-id"].slice(0, 100)) || randomUUID();
+    const requestId = callerRequestId(req.headers["x-request-id"]) ?? randomUUID();
     res.setHeader("x-request-id", requestId);
     const url = new URL(req.url ?? "/", "http://localhost");
     const route = opts.routes?.[url.pathname];
@@ -144,7 +178,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     } catch (e) {
       if (e instanceof BodyTooLarge) {
         return sendJson(res, 413, {
-          errors: [{ message: `request body exceeds ${opts.maxBodyBytes} bytes`, extensions: { code: "BAD_REQUEST" } }],
+          errors: [{ message: `request body exceeds the limit of ${opts.maxBodyBytes} bytes (MAX_BODY_BYTES)`, extensions: { code: "BAD_REQUEST" } }],
         }, { connection: "close" });
       }
       return sendJson(res, 400, { errors: [{ message: "could not read request body", extensions: { code: "BAD_REQUEST" } }] });
