@@ -16,10 +16,17 @@ export interface ServerProcess {
  * Starts `src/main.ts` as its own OS process (a separate replica), waits for it to listen,
  * and returns its GraphQL URL. Used for multi-process invariants (exactness, revocation, migrations).
  */
-export async function spawnServer(env: Record<string, string>, timeoutMs = 60_000): Promise<ServerProcess> {
+export async function spawnServer(env: Record<string, string | undefined>, timeoutMs = 60_000): Promise<ServerProcess> {
+  // The test runner's own environment is inherited (PATH, TEST_* addresses); a variable given
+  // as `undefined` is removed, so a test can start the service without e.g. DATABASE_URL even
+  // when the shell that runs the tests has one.
+  const merged: Record<string, string | undefined> = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+  // The listening line is how we learn the port, so the log level may not hide it.
+  merged.LOG_LEVEL = env.LOG_LEVEL === "debug" || env.LOG_LEVEL === "trace" ? env.LOG_LEVEL : "info";
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/main.ts")], {
     cwd: ROOT,
-    env: { ...process.env, ...env, LOG_LEVEL: env.LOG_LEVEL === "silent" ? "info" : (env.LOG_LEVEL ?? "info") },
+    env: merged,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
