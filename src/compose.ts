@@ -14,6 +14,12 @@ import { ApiKeyService } from "./domain/tenancy/api-keys.service.js";
 import { CredentialService } from "./domain/tenancy/credentials.service.js";
 import { PostgresApiKeyRepository } from "./storage/postgres/api-keys.repository.js";
 import { PostgresCredentialRepository } from "./storage/postgres/credentials.repository.js";
+import { EnforcementService } from "./domain/enforcement/enforcement.service.js";
+import { PolicyCache } from "./domain/enforcement/policy-cache.js";
+import { PostgresPolicyLoader } from "./storage/postgres/policy.repository.js";
+import { PostgresLedgerWriter } from "./storage/postgres/ledger.writer.js";
+import { RedisCounterStore } from "./storage/redis/counter-store.js";
+import { RedisClock } from "./storage/redis/redis-clock.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
 
@@ -25,6 +31,9 @@ export interface Services {
   credentials: CredentialService;
   /** Tenant API key check for the enforcement hot path (cached; no Postgres in steady state). */
   apiKeyVerifier: ApiKeyVerifier;
+  enforcement: EnforcementService;
+  ledger: PostgresLedgerWriter;
+  policyCache: PolicyCache;
   // ── shared infrastructure services receive in their options ──
   db: Db;
   redis: RedisClient;
@@ -104,7 +113,38 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   cleanups.push(async () => auth.close());
   await auth.start();
 
-  const services: Services = { auth, audit, apiKeys, credentials, apiKeyVerifier, db, redis, invalidation, clock, config, logger };
+  // The hot path: cached policy, Redis counters, group-committed ledger, Redis's clock.
+  const redisClock = new RedisClock(redis, logger);
+  await redisClock.start();
+  cleanups.push(async () => redisClock.stop());
+  const policyCache = new PolicyCache(new PostgresPolicyLoader(db), { ttlMs: config.cacheTtlMs, maxEntries: 50_000 });
+  invalidation.onInvalidate((m) => {
+    if (m.kind === "tier" || m.kind === "tenant" || m.kind === "model" || m.kind === "all") policyCache.invalidate(m.kind, m.id);
+  });
+  const ledger = new PostgresLedgerWriter(db, { lingerMs: config.ledger.lingerMs, maxBatch: config.ledger.maxBatch, logger });
+  // Runs before the database closes (cleanups run in reverse): every acknowledged commit is durable.
+  cleanups.push(() => ledger.flush());
+  const enforcement = new EnforcementService({
+    keys: apiKeyVerifier,
+    policy: policyCache,
+    counters: new RedisCounterStore(redis),
+    ledger,
+    clock: redisClock,
+    logger,
+  });
+  if (config.workersEnabled) {
+    // Until the BullMQ sweeper takes over: return expired holds every few seconds.
+    const sweep = setInterval(() => {
+      enforcement.sweepExpired().catch((err) => logger.warn({ err: (err as Error).message }, "reservation sweep failed"));
+    }, 5_000);
+    sweep.unref();
+    cleanups.push(async () => clearInterval(sweep));
+  }
+
+  const services: Services = {
+    auth, audit, apiKeys, credentials, apiKeyVerifier, enforcement, ledger, policyCache,
+    db, redis, invalidation, clock, config, logger,
+  };
 
   const schema = await buildApiSchema();
   const server = await createApiServer({

@@ -2,6 +2,7 @@ import type { NonEmptyArray } from "type-graphql";
 import { HealthResolver } from "./health.resolver.js";
 import { ApiKeyResolver } from "./api-key.resolver.js";
 import { CredentialResolver } from "./credential.resolver.js";
+import { EnforcementResolver } from "./enforcement.resolver.js";
 
 /**
  * Every resolver class of the API. A class missing here is missing from the schema (and the
@@ -11,4 +12,5 @@ export const resolvers: NonEmptyArray<Function> = [
   HealthResolver,
   ApiKeyResolver,
   CredentialResolver,
+  EnforcementResolver,
 ];

@@ -1,0 +1,410 @@
+import { createHash } from "node:crypto";
+import type { Clock } from "../../lib/clock.js";
+import type { Logger } from "../../lib/logger.js";
+import { conflict, notFound, backendUnavailable } from "../../lib/errors.js";
+import { formatUsd } from "../billing/money.js";
+import type { Actor, Model, Priority } from "../tenancy/types.js";
+import { buildReservePlan, precheck, type PlanVariant, type ReservePlan } from "./plan.js";
+import { periodsAt } from "./periods.js";
+import type { PolicyLoader } from "./policy-cache.js";
+import type { CounterStore, KeyVerifier, QuotaCounterState, RawReserveResult, StoredReservation } from "./ports.js";
+import { newReservationId, tenantOfReservation } from "./reservation-id.js";
+import type { CommitRequest, CommitResult, Decision, LedgerWriter, LimitStatus, ReleaseResult, ReserveRequest } from "./types.js";
+import { validateCommitRequest, validateReserveRequest } from "./validation.js";
+import { decodeDecision, encodeDecision } from "./decision-codec.js";
+
+/** Counters for operators (wired to Prometheus by the composition root). */
+export interface EnforcementMetrics {
+  decision(outcome: string, reason: string | null): void;
+  failOpen(): void;
+  backendError(op: string): void;
+}
+
+export interface EnforcementServiceOptions {
+  keys: KeyVerifier;
+  policy: PolicyLoader;
+  counters: CounterStore;
+  ledger: LedgerWriter;
+  clock: Clock;
+  logger: Logger;
+  metrics?: EnforcementMetrics;
+  /** The global spend breaker (cached flag); open = deny all but CRITICAL. */
+  globalBreakerOpen?: () => boolean;
+}
+
+const BACKEND_RETRY_MS = 1_000;
+const CONCURRENCY_RETRY_MS = 1_000;
+
+type Denial = Extract<Decision, { allowed: false }>;
+
+/**
+ * The hot path: checkAndReserve, commit, release and reservation expiry. One Lua script per
+ * reserve decides every dimension atomically; Postgres is touched only to seed lost counters
+ * and to append the ledger (durably, by group commit) on commit.
+ */
+export class EnforcementService {
+  constructor(private readonly o: EnforcementServiceOptions) {}
+
+  private deny(reason: Denial["reason"], message: string, extra: Partial<Denial> = {}): Denial {
+    const d: Denial = {
+      allowed: false,
+      outcome: "DENY",
+      reason,
+      message,
+      retryAfterMs: null,
+      reservation: null,
+      directives: null,
+      limits: [],
+      tenantId: null,
+      keyId: null,
+      ...extra,
+    };
+    this.o.metrics?.decision("DENY", reason);
+    return d;
+  }
+
+  async checkAndReserve(req: ReserveRequest, actor: Actor): Promise<Decision> {
+    validateReserveRequest(req);
+    const now = this.o.clock.now();
+    const verdict = await this.o.keys.verify(req.apiKey, now);
+    if (!verdict.ok) {
+      const message = { KEY_INVALID: "the API key is not valid", KEY_REVOKED: "the API key has been revoked", KEY_EXPIRED: "the API key has expired" }[verdict.reason];
+      return this.deny(verdict.reason, message);
+    }
+    const key = verdict.key;
+    // A gateway bound to one tenant cannot spend another tenant's keys.
+    if (actor.tenantId !== null && actor.tenantId !== key.tenantId) return this.deny("KEY_INVALID", "the API key is not valid");
+    const ids = { tenantId: key.tenantId, keyId: key.id };
+
+    const tenant = await this.o.policy.tenant(key.tenantId);
+    if (!tenant) return this.deny("KEY_INVALID", "the API key is not valid");
+    if (tenant.status !== "ACTIVE") return this.deny("TENANT_SUSPENDED", "the tenant is suspended", ids);
+    const tier = await this.o.policy.tier(tenant.tierId);
+    if (!tier) throw new Error(`tenant ${tenant.id} references missing tier ${tenant.tierId}`);
+    const model = await this.o.policy.model(req.model);
+    const pre = precheck(req, tier, key, model, now);
+    if (pre) return this.deny(pre.reason, pre.message, ids);
+
+    const targets = new Set<string>();
+    for (const rung of tier.degradationLadder) for (const m of rung.modelMap) if (m.to !== req.model) targets.add(m.to);
+    const models = new Map<string, Model>();
+    for (const name of targets) {
+      const m = await this.o.policy.model(name);
+      if (m) models.set(name, m);
+    }
+    const periods = periodsAt(now, tenant.timezone);
+    const plan = buildReservePlan({ req, tier, tenant, key, model: model!, models, periods, now });
+
+    if (req.priority !== "CRITICAL" && this.o.globalBreakerOpen?.()) {
+      return this.deny("CIRCUIT_OPEN", "the global spend circuit breaker is open: only CRITICAL requests pass", ids);
+    }
+
+    const reservationId = newReservationId(tenant.id);
+    const idempotency = req.idempotencyKey
+      ? { keyHash: sha256(req.idempotencyKey), fingerprint: sha256(JSON.stringify([key.id, req.route, req.model, req.inputTokens, req.maxOutputTokens, req.subject, req.priority, [...req.tools].sort()])) }
+      : null;
+    const record = { tenantId: tenant.id, keyId: key.id, subject: req.subject, route: req.route, day: periods.day, month: periods.month };
+
+    for (let attempt = 0; attempt < 3; attempt++) {
+      let outcome;
+      try {
+        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: req.priority === "CRITICAL", record });
+      } catch (err) {
+        if (!this.o.counters.isUnavailable(err)) throw err;
+        this.o.metrics?.backendError("reserve");
+        this.o.logger.warn({ err: (err as Error).message, tenantId: tenant.id }, "reserve: Redis unavailable");
+        if (tier.failOpenRateLimits && plan.rateLimitsOnly) return this.failOpen(plan, reservationId, ids);
+        // Fail closed: never QUOTA_EXCEEDED for an outage, always retryable.
+        return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+      }
+      switch (outcome.kind) {
+        case "conflict":
+          throw conflict("idempotencyKey was already used with a different request", { field: "input.idempotencyKey" });
+        case "seed":
+          await this.seed(plan, outcome.missing);
+          continue;
+        case "replay":
+          return outcome.rendered ? decodeDecision(outcome.rendered) : this.decide(plan, outcome.result, reservationId, ids);
+        case "result": {
+          const decision = this.decide(plan, outcome.result, reservationId, ids);
+          if (decision.allowed) {
+            this.o.counters.registerSweepTenant(tenant.id).catch((err) => this.o.logger.warn({ err }, "sweep registration failed"));
+          }
+          if (idempotency) {
+            await this.o.counters
+              .storeRendered(tenant.id, idempotency.keyHash, encodeDecision(decision))
+              .catch((err) => this.o.logger.warn({ err }, "could not store rendered decision; replays rebuild it"));
+          }
+          return decision;
+        }
+      }
+    }
+    throw backendUnavailable("quota counters could not be seeded; retry shortly");
+  }
+
+  /** Re-create lost counters from the ledger (set-if-absent), so a flush never opens the gate. */
+  private async seed(plan: ReservePlan, missing: number[]): Promise<void> {
+    const hashes = await Promise.all(
+      missing.map(async (i) => {
+        const hash = plan.quotaHashes[i]!;
+        const totals = await this.o.ledger.totals({ tenantId: plan.tenantId, keyId: hash.scope.kind === "key" ? hash.scope.keyId : null, period: hash.period });
+        return { hash, tokens: totals.tokens, costNano: totals.costNano };
+      }),
+    );
+    await this.o.counters.seed(plan.tenantId, hashes);
+  }
+
+  private failOpen(plan: ReservePlan, reservationId: string, ids: { tenantId: string; keyId: string }): Decision {
+    this.o.metrics?.failOpen();
+    const v = plan.variants[0]!;
+    this.o.metrics?.decision("ALLOW", null);
+    return {
+      allowed: true,
+      outcome: "ALLOW",
+      reason: null,
+      message: "rate limits could not be checked (limit store unavailable); this tier fails open",
+      retryAfterMs: null,
+      reservation: { id: reservationId, expiresAt: new Date(this.o.clock.now().getTime() + plan.ttlMs), inputTokens: v.inputTokens, outputTokens: v.outputTokens, costNano: v.costNano },
+      directives: { model: v.model, maxInputTokens: v.maxInputTokens, maxOutputTokens: v.outputTokens, priority: v.priority },
+      limits: [],
+      ...ids,
+    };
+  }
+
+  private limitsOf(plan: ReservePlan, r: RawReserveResult): LimitStatus[] {
+    const out: LimitStatus[] = [];
+    plan.quotaChecks.forEach((c, i) => {
+      const rem = r.quotaRemaining[i] ?? 0n;
+      const clamp = rem < 0n ? 0n : rem;
+      out.push({
+        dimension: c.dimension,
+        scope: c.scope,
+        limit: c.metric === "usd" ? formatUsd(c.limit) : c.limit.toString(),
+        remaining: c.metric === "usd" ? formatUsd(clamp) : clamp.toString(),
+        resetAt: c.resetAt,
+      });
+    });
+    plan.buckets.forEach((b, i) => {
+      out.push({
+        dimension: b.dimension,
+        scope: b.scope,
+        limit: String(b.perMinute),
+        remaining: String(Math.max(0, r.bucketRemaining[i] ?? 0)),
+        resetAt: new Date(r.nowMs + (r.bucketFullMs[i] ?? 0)),
+      });
+    });
+    plan.concurrency.forEach((c, i) => {
+      out.push({ dimension: "CONCURRENT_REQUESTS", scope: c.scope, limit: String(c.limit), remaining: String(Math.max(0, r.concurrencyRemaining[i] ?? 0)), resetAt: null });
+    });
+    return out;
+  }
+
+  private decide(plan: ReservePlan, r: RawReserveResult, reservationId: string, ids: { tenantId: string; keyId: string }): Decision {
+    const v: PlanVariant = plan.variants[r.variant]!;
+    const limits = this.limitsOf(plan, r);
+    if (r.allowed) {
+      const degraded = v.rung !== null;
+      this.o.metrics?.decision(degraded ? "ALLOW_DEGRADED" : "ALLOW", degraded ? "DEGRADED" : null);
+      const rung = plan.ladder.find((l) => l.variant === r.variant);
+      return {
+        allowed: true,
+        outcome: degraded ? "ALLOW_DEGRADED" : "ALLOW",
+        reason: degraded ? "DEGRADED" : null,
+        message: degraded && rung ? `degraded: usage reached ${rung.atPercent}% of ${rung.dimension}` : null,
+        retryAfterMs: null,
+        reservation: { id: reservationId, expiresAt: new Date(r.expiresAtMs), inputTokens: v.inputTokens, outputTokens: v.outputTokens, costNano: v.costNano },
+        directives: { model: v.model, maxInputTokens: v.maxInputTokens, maxOutputTokens: v.outputTokens, priority: v.priority as Priority },
+        limits,
+        ...ids,
+      };
+    }
+    return this.bindingDenial(plan, r, v, limits, ids);
+  }
+
+  /**
+   * The binding limit among those that failed: a request-shape denial (prompt size, a blocking
+   * rung) or an open breaker first; otherwise the limit that takes longest to clear, since
+   * waiting out a per-minute bucket is pointless when the monthly budget is gone.
+   */
+  private bindingDenial(plan: ReservePlan, r: RawReserveResult, v: PlanVariant, limits: LimitStatus[], ids: { tenantId: string; keyId: string }): Denial {
+    const extra = { limits, ...ids };
+    const planFail = r.fails.find((f) => f.kind === "plan");
+    if (planFail && v.deny) {
+      let retryAfterMs: number | null = null;
+      const rung = plan.ladder.find((l) => l.variant === r.variant);
+      if (rung && (v.deny.reason === "QUOTA_EXCEEDED" || v.deny.reason === "BUDGET_EXCEEDED")) {
+        const check = plan.quotaChecks.find((c) => c.dimension === rung.dimension);
+        if (check) retryAfterMs = Math.max(0, check.resetAt.getTime() - r.nowMs);
+      }
+      return this.deny(v.deny.reason, v.deny.message, { ...extra, retryAfterMs });
+    }
+    if (r.fails.some((f) => f.kind === "brk")) {
+      return this.deny("CIRCUIT_OPEN", "the tenant's spend circuit breaker is open: only CRITICAL requests pass", extra);
+    }
+    let best: { reason: Denial["reason"]; message: string; wait: number } | null = null;
+    for (const f of r.fails) {
+      let cand: { reason: Denial["reason"]; message: string; wait: number };
+      if (f.kind === "b") {
+        const b = plan.buckets[f.index]!;
+        const what = { rq: "requests", in: "input tokens", out: "output tokens" }[b.dim];
+        cand =
+          f.waitMs < 0
+            ? { reason: "RATE_LIMITED", message: `this request needs more ${what} than the ${b.scope} bucket holds (${b.capacity})`, wait: Infinity }
+            : { reason: "RATE_LIMITED", message: `${what} per minute limit of ${b.perMinute} reached for ${b.scope}`, wait: f.waitMs };
+      } else if (f.kind === "c") {
+        const c = plan.concurrency[f.index]!;
+        cand = { reason: "CONCURRENCY_LIMITED", message: `${c.limit} concurrent requests already in flight for ${c.scope}`, wait: CONCURRENCY_RETRY_MS };
+      } else if (f.kind === "q") {
+        const c = plan.quotaChecks[f.index]!;
+        const budget = c.metric === "usd";
+        const limit = budget ? `${formatUsd(c.limit)} USD` : `${c.limit} tokens`;
+        cand = {
+          reason: budget ? "BUDGET_EXCEEDED" : "QUOTA_EXCEEDED",
+          message: `${c.dimension} of ${limit} for ${c.scope} would be exceeded by this request`,
+          wait: Math.max(0, c.resetAt.getTime() - r.nowMs),
+        };
+      } else continue;
+      if (!best || cand.wait > best.wait) best = cand;
+    }
+    if (!best) return this.deny("BACKEND_UNAVAILABLE", "the limit store gave no reason for a denial", extra);
+    return this.deny(best.reason, best.message, { ...extra, retryAfterMs: Number.isFinite(best.wait) ? best.wait : null });
+  }
+
+  private async loadOwned(reservationId: string, actor: Actor): Promise<StoredReservation> {
+    const tenantId = tenantOfReservation(reservationId);
+    // Unknown, malformed and other tenants' ids all read the same.
+    if (!tenantId || (actor.tenantId !== null && actor.tenantId !== tenantId)) throw notFound("reservation", reservationId);
+    let r: StoredReservation | null;
+    try {
+      r = await this.o.counters.loadReservation(tenantId, reservationId);
+    } catch (err) {
+      this.o.metrics?.backendError("commit");
+      throw backendUnavailable("the limit store is unavailable; retry the commit shortly", err);
+    }
+    if (!r) throw notFound("reservation", reservationId);
+    return r;
+  }
+
+  private commitLimits(r: StoredReservation, quotas: Array<QuotaCounterState | null>): LimitStatus[] {
+    return r.quotaLimits.map((c) => {
+      const q = quotas[c.quotaIndex];
+      const used = q ? (c.metric === "tok" ? q.tokens + q.heldTokens : q.costNano + q.heldCostNano) : 0n;
+      const rem = c.limit - used < 0n ? 0n : c.limit - used;
+      return {
+        dimension: c.dimension,
+        scope: c.scope,
+        limit: c.metric === "usd" ? formatUsd(c.limit) : c.limit.toString(),
+        remaining: c.metric === "usd" ? formatUsd(rem) : rem.toString(),
+        resetAt: c.resetAt,
+      };
+    });
+  }
+
+  async commit(input: CommitRequest, actor: Actor): Promise<CommitResult> {
+    validateCommitRequest(input);
+    const r = await this.loadOwned(input.reservationId, actor);
+    const costNano = BigInt(input.inputTokens) * r.inputNanoPerToken + BigInt(input.outputTokens) * r.outputNanoPerToken;
+    let out;
+    try {
+      out = await this.o.counters.settle("commit", r, { inputTokens: input.inputTokens, outputTokens: input.outputTokens, costNano, status: input.status });
+    } catch (err) {
+      this.o.metrics?.backendError("commit");
+      throw backendUnavailable("the limit store is unavailable; retry the commit shortly", err);
+    }
+    if (out.kind === "notFound") throw notFound("reservation", input.reservationId);
+    if (out.kind === "conflict") {
+      throw conflict(
+        `reservation ${r.id} was already committed with inputTokens=${out.inputTokens} outputTokens=${out.outputTokens} status=${out.status}`,
+        { field: "input" },
+      );
+    }
+    if (out.kind !== "applied" && out.kind !== "replay") throw new Error(`unexpected settle outcome ${out.kind}`);
+    // A replay writes the same row again: ON CONFLICT makes it a no-op, and it guarantees the
+    // row is durable before any caller is told the commit happened (even if the first writer died).
+    const overage = input.inputTokens > r.inputTokens || input.outputTokens > r.outputTokens;
+    await this.o.ledger.append({
+      reservationId: r.id,
+      entry: "COMMIT",
+      tenantId: r.tenantId,
+      keyId: r.keyId,
+      subject: r.subject,
+      route: r.route,
+      model: r.model,
+      status: input.status,
+      inputTokens: BigInt(input.inputTokens),
+      outputTokens: BigInt(input.outputTokens),
+      reservedInputTokens: BigInt(r.inputTokens),
+      reservedOutputTokens: BigInt(r.outputTokens),
+      costNano,
+      overage,
+      periodDay: r.day,
+      periodMonth: r.month,
+      reservedAt: r.reservedAt,
+    });
+    return {
+      reservationId: r.id,
+      inputTokens: input.inputTokens,
+      outputTokens: input.outputTokens,
+      costNano,
+      overage,
+      replayed: out.kind === "replay",
+      limits: this.commitLimits(r, out.quotas),
+    };
+  }
+
+  async release(reservationId: string, actor: Actor): Promise<ReleaseResult> {
+    if (typeof reservationId !== "string" || reservationId.length > 128) throw notFound("reservation", String(reservationId).slice(0, 128));
+    const r = await this.loadOwned(reservationId, actor);
+    let out;
+    try {
+      out = await this.o.counters.settle("release", r);
+    } catch (err) {
+      throw backendUnavailable("the limit store is unavailable; retry the release shortly", err);
+    }
+    if (out.kind === "notFound") throw notFound("reservation", reservationId);
+    return { reservationId, released: out.kind === "released" };
+  }
+
+  /**
+   * Return the holds of reservations past their TTL, exactly once even with several sweepers
+   * (the script's state transition decides), and write an EXPIRED ledger row for each.
+   */
+  async sweepExpired(opts: { perTenant?: number } = {}): Promise<number> {
+    const nowMs = this.o.clock.now().getTime();
+    let expired = 0;
+    for (const tenantId of await this.o.counters.sweepTenants()) {
+      const ids = await this.o.counters.dueReservations(tenantId, nowMs, opts.perTenant ?? 500);
+      for (const id of ids) {
+        const r = await this.o.counters.loadReservation(tenantId, id);
+        if (!r) continue;
+        const out = await this.o.counters.settle("expire", r);
+        if (out.kind !== "expired") continue;
+        expired++;
+        await this.o.ledger.append({
+          reservationId: r.id,
+          entry: "EXPIRY",
+          tenantId: r.tenantId,
+          keyId: r.keyId,
+          subject: r.subject,
+          route: r.route,
+          model: r.model,
+          status: "EXPIRED",
+          inputTokens: 0n,
+          outputTokens: 0n,
+          reservedInputTokens: BigInt(r.inputTokens),
+          reservedOutputTokens: BigInt(r.outputTokens),
+          costNano: 0n,
+          overage: false,
+          periodDay: r.day,
+          periodMonth: r.month,
+          reservedAt: r.reservedAt,
+        });
+      }
+    }
+    return expired;
+  }
+}
+
+function sha256(s: string): string {
+  return createHash("sha256").update(s).digest("hex");
+}

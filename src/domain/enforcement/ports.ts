@@ -1,0 +1,103 @@
+import type { ApiKey } from "../tenancy/types.js";
+import type { QuotaCheck, QuotaHash, ReservePlan } from "./plan.js";
+
+/** What the enforcement service needs from storage. Adapters live in src/storage. */
+
+export type KeyVerdict =
+  | { ok: true; key: ApiKey }
+  | { ok: false; reason: "KEY_INVALID" | "KEY_REVOKED" | "KEY_EXPIRED"; keyId: string | null };
+
+export interface KeyVerifier {
+  verify(presented: string, now: Date): Promise<KeyVerdict>;
+}
+
+/** What the reserve script reports, parsed. Indexes are 0-based into the plan's lists. */
+export interface RawReserveResult {
+  allowed: boolean;
+  variant: number;
+  nowMs: number;
+  expiresAtMs: number;
+  fails: Array<{ kind: "plan" | "brk" | "b" | "c" | "q"; index: number; waitMs: number }>;
+  quotaRemaining: bigint[];
+  bucketRemaining: number[];
+  bucketFullMs: number[];
+  concurrencyRemaining: number[];
+}
+
+export type ReserveOutcome =
+  | { kind: "result"; result: RawReserveResult }
+  | { kind: "replay"; result: RawReserveResult; rendered: string | null }
+  | { kind: "conflict" }
+  | { kind: "seed"; missing: number[] };
+
+/** Stored on the reservation; the model and prices come from the ladder variant chosen. */
+export interface ReservationRecordFields {
+  tenantId: string;
+  keyId: string;
+  subject: string | null;
+  route: string;
+  day: string;
+  month: string;
+}
+
+export type ReservationState = "R" | "C" | "X" | "E";
+
+export interface StoredReservation extends ReservationRecordFields {
+  id: string;
+  model: string;
+  inputNanoPerToken: bigint;
+  outputNanoPerToken: bigint;
+  state: ReservationState;
+  inputTokens: number;
+  outputTokens: number;
+  costNano: bigint;
+  reservedAt: Date;
+  expiresAt: Date;
+  /** Opaque: which counters settling must touch (written by the store at reserve time). */
+  settleKeys: string;
+  /** Quota/budget limits in force at reserve time (index into the reservation's 4 counters). */
+  quotaLimits: Array<Pick<QuotaCheck, "quotaIndex" | "metric" | "limit" | "dimension" | "scope" | "resetAt">>;
+}
+
+export interface QuotaCounterState {
+  tokens: bigint;
+  heldTokens: bigint;
+  costNano: bigint;
+  heldCostNano: bigint;
+}
+
+export type SettleOutcome =
+  | { kind: "notFound" }
+  | { kind: "applied"; late: boolean; quotas: Array<QuotaCounterState | null> }
+  | { kind: "replay"; inputTokens: number; outputTokens: number; costNano: bigint; status: string; quotas: Array<QuotaCounterState | null> }
+  | { kind: "conflict"; inputTokens: number; outputTokens: number; status: string }
+  | { kind: "released" }
+  | { kind: "expired" }
+  | { kind: "noop"; state: string };
+
+export interface CounterStore {
+  /**
+   * True when `err` means the store could not be reached or answered too late (fail closed,
+   * retryable); false for faults such as a script error, which must surface as internal errors.
+   */
+  isUnavailable(err: unknown): boolean;
+  reserve(
+    plan: ReservePlan,
+    reservationId: string,
+    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields },
+  ): Promise<ReserveOutcome>;
+  /** Create missing counter hashes from ledger totals (set-if-absent). */
+  seed(tenantId: string, hashes: Array<{ hash: QuotaHash; tokens: bigint; costNano: bigint }>): Promise<void>;
+  storeRendered(tenantId: string, keyHash: string, json: string): Promise<void>;
+  loadReservation(tenantId: string, reservationId: string): Promise<StoredReservation | null>;
+  settle(
+    op: "commit" | "release" | "expire",
+    r: StoredReservation,
+    figures?: { inputTokens: number; outputTokens: number; costNano: bigint; status: string },
+  ): Promise<SettleOutcome>;
+  /** Reservation ids of `tenantId` whose expiry time has passed. */
+  dueReservations(tenantId: string, nowMs: number, limit: number): Promise<string[]>;
+  /** Tenants that may have reservations to sweep. */
+  sweepTenants(): Promise<string[]>;
+  registerSweepTenant(tenantId: string): Promise<void>;
+}

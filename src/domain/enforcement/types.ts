@@ -1,0 +1,140 @@
+import type { LimitDimension, Priority } from "../tenancy/types.js";
+
+/** What a gateway asks before a model call. Validated by `validateReserveRequest`. */
+export interface ReserveRequest {
+  apiKey: string;
+  route: string;
+  model: string;
+  inputTokens: number;
+  maxOutputTokens: number | null;
+  idempotencyKey: string | null;
+  subject: string | null;
+  priority: Priority;
+  tools: string[];
+}
+
+export type DecisionOutcome = "ALLOW" | "ALLOW_DEGRADED" | "DENY";
+
+export type DecisionReason =
+  | "KEY_INVALID"
+  | "KEY_REVOKED"
+  | "KEY_EXPIRED"
+  | "TENANT_SUSPENDED"
+  | "ROUTE_FORBIDDEN"
+  | "MODEL_FORBIDDEN"
+  | "TOOL_FORBIDDEN"
+  | "PROMPT_TOO_LARGE"
+  | "RATE_LIMITED"
+  | "CONCURRENCY_LIMITED"
+  | "QUOTA_EXCEEDED"
+  | "BUDGET_EXCEEDED"
+  | "CIRCUIT_OPEN"
+  | "BACKEND_UNAVAILABLE"
+  | "DEGRADED";
+
+/** One limit that applied to the request, for `x-ratelimit-*` headers. Big numbers as strings. */
+export interface LimitStatus {
+  dimension: LimitDimension;
+  scope: string;
+  limit: string;
+  remaining: string;
+  resetAt: Date | null;
+}
+
+export interface Directives {
+  model: string;
+  maxInputTokens: number | null;
+  maxOutputTokens: number;
+  priority: Priority;
+}
+
+export interface Reservation {
+  id: string;
+  expiresAt: Date;
+  inputTokens: number;
+  outputTokens: number;
+  costNano: bigint;
+}
+
+/**
+ * The answer to checkAndReserve. Denials are values, never exceptions: the discriminant
+ * `allowed` tells a caller whether `reservation` and `directives` are there.
+ */
+export type Decision =
+  | {
+      allowed: true;
+      outcome: "ALLOW" | "ALLOW_DEGRADED";
+      reason: "DEGRADED" | null;
+      message: string | null;
+      retryAfterMs: null;
+      reservation: Reservation;
+      directives: Directives;
+      limits: LimitStatus[];
+      tenantId: string;
+      keyId: string;
+    }
+  | {
+      allowed: false;
+      outcome: "DENY";
+      reason: Exclude<DecisionReason, "DEGRADED">;
+      message: string;
+      retryAfterMs: number | null;
+      reservation: null;
+      directives: null;
+      limits: LimitStatus[];
+      tenantId: string | null;
+      keyId: string | null;
+    };
+
+export type CommitStatus = "SUCCEEDED" | "FAILED" | "CANCELLED";
+
+export interface CommitRequest {
+  reservationId: string;
+  inputTokens: number;
+  outputTokens: number;
+  status: CommitStatus;
+}
+
+export interface CommitResult {
+  reservationId: string;
+  inputTokens: number;
+  outputTokens: number;
+  costNano: bigint;
+  overage: boolean;
+  replayed: boolean;
+  limits: LimitStatus[];
+}
+
+export interface ReleaseResult {
+  reservationId: string;
+  released: boolean;
+}
+
+/** A ledger row as the domain sees it (storage maps it to usage_ledger). */
+export interface LedgerEntry {
+  reservationId: string;
+  entry: "COMMIT" | "EXPIRY";
+  tenantId: string;
+  keyId: string;
+  subject: string | null;
+  route: string;
+  model: string;
+  status: CommitStatus | "EXPIRED";
+  inputTokens: bigint;
+  outputTokens: bigint;
+  reservedInputTokens: bigint;
+  reservedOutputTokens: bigint;
+  costNano: bigint;
+  overage: boolean;
+  periodDay: string;
+  periodMonth: string;
+  reservedAt: Date;
+}
+
+/** Durable, batched appends to the ledger; resolves only when the row is committed. */
+export interface LedgerWriter {
+  append(entry: LedgerEntry): Promise<void>;
+  /** Ledger totals of one scope for re-seeding lost counters. */
+  totals(q: { tenantId: string; keyId: string | null; period: { day: string } | { month: string } }): Promise<{ tokens: bigint; costNano: bigint }>;
+  flush(): Promise<void>;
+}

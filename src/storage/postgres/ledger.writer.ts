@@ -1,0 +1,124 @@
+import { and, eq, sql } from "drizzle-orm";
+import type { Db } from "./db.js";
+import { usageLedger } from "./schema/index.js";
+import type { LedgerEntry, LedgerWriter } from "../../domain/enforcement/types.js";
+import type { Logger } from "../../lib/logger.js";
+
+interface Pending {
+  entry: LedgerEntry;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+export interface GroupCommitStats {
+  batches: number;
+  rows: number;
+  lastBatchSize: number;
+}
+
+/**
+ * Group commit for the usage ledger. Concurrent `append`s wait at most `lingerMs` for company,
+ * then go to Postgres as one multi-row INSERT; each caller's promise resolves only once that
+ * transaction has committed (durable). While one batch is in flight the next one fills up, so
+ * throughput grows with load instead of queueing one round trip per commit.
+ * Rows are idempotent on (reservation_id, entry): a retried commit never writes twice.
+ */
+export class PostgresLedgerWriter implements LedgerWriter {
+  private queue: Pending[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
+  readonly stats: GroupCommitStats = { batches: 0, rows: 0, lastBatchSize: 0 };
+  /** Observers of each batch (size, ms from first enqueue to durable): metrics hook. */
+  onBatch: ((size: number, durableMs: number) => void) | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly opts: { lingerMs: number; maxBatch: number; logger: Logger },
+  ) {}
+
+  append(entry: LedgerEntry): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ entry, resolve, reject });
+      if (this.queue.length >= this.opts.maxBatch) this.kick();
+      else if (!this.timer && !this.inFlight) this.timer = setTimeout(() => this.kick(), this.opts.lingerMs);
+    });
+  }
+
+  private kick(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.inFlight || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.opts.maxBatch);
+    const started = Date.now();
+    this.inFlight = this.write(batch)
+      .then(
+        () => {
+          this.stats.batches++;
+          this.stats.rows += batch.length;
+          this.stats.lastBatchSize = batch.length;
+          this.onBatch?.(batch.length, Date.now() - started);
+          for (const p of batch) p.resolve();
+        },
+        (err) => {
+          this.opts.logger.error({ err, rows: batch.length }, "ledger batch failed");
+          for (const p of batch) p.reject(err);
+        },
+      )
+      .finally(() => {
+        this.inFlight = null;
+        // What arrived during the write goes next, without waiting for another linger.
+        if (this.queue.length > 0) this.kick();
+      });
+  }
+
+  private async write(batch: Pending[]): Promise<void> {
+    await this.db
+      .insert(usageLedger)
+      .values(
+        batch.map(({ entry: e }) => ({
+          reservationId: e.reservationId,
+          entry: e.entry,
+          tenantId: e.tenantId,
+          keyId: e.keyId,
+          subject: e.subject,
+          route: e.route,
+          model: e.model,
+          status: e.status,
+          inputTokens: e.inputTokens,
+          outputTokens: e.outputTokens,
+          reservedInputTokens: e.reservedInputTokens,
+          reservedOutputTokens: e.reservedOutputTokens,
+          costNano: e.costNano,
+          overage: e.overage,
+          periodDay: e.periodDay,
+          periodMonth: e.periodMonth,
+          reservedAt: e.reservedAt,
+        })),
+      )
+      .onConflictDoNothing({ target: [usageLedger.reservationId, usageLedger.entry] });
+  }
+
+  async totals(q: { tenantId: string; keyId: string | null; period: { day: string } | { month: string } }) {
+    const conds = [eq(usageLedger.tenantId, q.tenantId)];
+    if (q.keyId !== null) conds.push(eq(usageLedger.keyId, q.keyId));
+    conds.push("day" in q.period ? eq(usageLedger.periodDay, q.period.day) : eq(usageLedger.periodMonth, q.period.month));
+    const [row] = await this.db
+      .select({
+        tokens: sql<string>`coalesce(sum(${usageLedger.inputTokens} + ${usageLedger.outputTokens}), 0)::text`,
+        cost: sql<string>`coalesce(sum(${usageLedger.costNano}), 0)::text`,
+      })
+      .from(usageLedger)
+      .where(and(...conds));
+    return { tokens: BigInt(row?.tokens ?? "0"), costNano: BigInt(row?.cost ?? "0") };
+  }
+
+  /** Wait until everything appended so far is durable (graceful shutdown). */
+  async flush(): Promise<void> {
+    while (this.queue.length > 0 || this.inFlight) {
+      this.kick();
+      if (this.inFlight) await this.inFlight.catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,49 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { RedisClient } from "./client.js";
+
+/**
+ * The Lua scripts, loaded from their files and run with EVALSHA (ioredis falls back to EVAL
+ * when a script is not cached, e.g. after a restart or on a new cluster node).
+ * Replies are arrays of strings; `ScriptReply` types are parsed by the callers.
+ */
+const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "scripts");
+
+const load = (name: string) => readFileSync(path.join(DIR, `${name}.lua`), "utf8");
+
+export const SCRIPTS = {
+  reserve: load("reserve"),
+  settle: load("settle"),
+  seed: load("seed"),
+} as const;
+
+type ScriptName = keyof typeof SCRIPTS;
+
+interface ScriptCommands {
+  llmReserve(numKeys: number, ...args: string[]): Promise<unknown>;
+  llmSettle(numKeys: number, ...args: string[]): Promise<unknown>;
+  llmSeed(numKeys: number, ...args: string[]): Promise<unknown>;
+}
+
+const COMMAND_NAME: Record<ScriptName, keyof ScriptCommands> = {
+  reserve: "llmReserve",
+  settle: "llmSettle",
+  seed: "llmSeed",
+};
+
+/** Typed access to the scripts on one connection (defined once per connection). */
+export class RedisScripts {
+  private readonly commands: ScriptCommands;
+
+  constructor(client: RedisClient) {
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      client.defineCommand(COMMAND_NAME[name as ScriptName], { lua });
+    }
+    this.commands = client as unknown as ScriptCommands;
+  }
+
+  run(name: ScriptName, keys: string[], args: string[]): Promise<string[]> {
+    return this.commands[COMMAND_NAME[name]](keys.length, ...keys, ...args) as Promise<string[]>;
+  }
+}
