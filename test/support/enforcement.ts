@@ -1,5 +1,5 @@
 import { newId } from "../../src/lib/ids.js";
-import { tierToRow } from "../../src/storage/postgres/mapping.js";
+import { scopeLimitsToJson, tierToRow } from "../../src/storage/postgres/mapping.js";
 import { modelPrices, models, tenants, tiers } from "../../src/storage/postgres/schema/index.js";
 import type { Tier, ScopeLimits } from "../../src/domain/tenancy/types.js";
 import type { TestApp } from "./app.js";
@@ -43,7 +43,9 @@ export async function insertTier(t: TestApp, over: TierSpec = {}): Promise<strin
 
 export async function insertTenant(t: TestApp, tierId: string, opts: { timezone?: string; limitOverrides?: ScopeLimits } = {}): Promise<string> {
   const id = newId("tenant");
-  await t.app.services.db.insert(tenants).values({ id, name: `tenant ${id}`, tierId, timezone: opts.timezone ?? "UTC" });
+  await t.app.services.db
+    .insert(tenants)
+    .values({ id, name: `tenant ${id}`, tierId, timezone: opts.timezone ?? "UTC", limitOverrides: scopeLimitsToJson(opts.limitOverrides ?? {}) });
   return id;
 }
 

@@ -43,6 +43,8 @@ type Denial = Extract<Decision, { allowed: false }>;
  * and to append the ledger (durably, by group commit) on commit.
  */
 export class EnforcementService {
+  private readonly seeding = new Map<string, Promise<void>>();
+
   constructor(private readonly o: EnforcementServiceOptions) {}
 
   private deny(reason: Denial["reason"], message: string, extra: Partial<Denial> = {}): Denial {
@@ -121,7 +123,12 @@ export class EnforcementService {
         case "conflict":
           throw conflict("idempotencyKey was already used with a different request", { field: "input.idempotencyKey" });
         case "seed":
-          await this.seed(plan, outcome.missing);
+          try {
+            await this.seed(plan, outcome.missing);
+          } catch (err) {
+            if (!this.o.counters.isUnavailable(err)) throw err;
+            return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+          }
           continue;
         case "replay":
           return outcome.rendered ? decodeDecision(outcome.rendered) : this.decide(plan, outcome.result, reservationId, ids);
@@ -142,16 +149,27 @@ export class EnforcementService {
     throw backendUnavailable("quota counters could not be seeded; retry shortly");
   }
 
-  /** Re-create lost counters from the ledger (set-if-absent), so a flush never opens the gate. */
-  private async seed(plan: ReservePlan, missing: number[]): Promise<void> {
-    const hashes = await Promise.all(
-      missing.map(async (i) => {
-        const hash = plan.quotaHashes[i]!;
-        const totals = await this.o.ledger.totals({ tenantId: plan.tenantId, keyId: hash.scope.kind === "key" ? hash.scope.keyId : null, period: hash.period });
-        return { hash, tokens: totals.tokens, costNano: totals.costNano };
-      }),
-    );
-    await this.o.counters.seed(plan.tenantId, hashes);
+  /**
+   * Re-create lost counters from the ledger (set-if-absent), so a flush never opens the gate.
+   * Concurrent requests that find the same counters missing share one seeding (a new day
+   * would otherwise send every in-flight request of a tenant to Postgres at once).
+   */
+  private seed(plan: ReservePlan, missing: number[]): Promise<void> {
+    const flightKey = `${plan.tenantId}|${missing.map((i) => JSON.stringify(plan.quotaHashes[i])).join("|")}`;
+    const pending = this.seeding.get(flightKey);
+    if (pending) return pending;
+    const run = (async () => {
+      const hashes = await Promise.all(
+        missing.map(async (i) => {
+          const hash = plan.quotaHashes[i]!;
+          const totals = await this.o.ledger.totals({ tenantId: plan.tenantId, keyId: hash.scope.kind === "key" ? hash.scope.keyId : null, period: hash.period });
+          return { hash, tokens: totals.tokens, costNano: totals.costNano };
+        }),
+      );
+      await this.o.counters.seed(plan.tenantId, hashes);
+    })().finally(() => this.seeding.delete(flightKey));
+    this.seeding.set(flightKey, run);
+    return run;
   }
 
   private failOpen(plan: ReservePlan, reservationId: string, ids: { tenantId: string; keyId: string }): Decision {
