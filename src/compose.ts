@@ -20,6 +20,12 @@ import { PostgresPolicyLoader } from "./storage/postgres/policy.repository.js";
 import { PostgresLedgerWriter } from "./storage/postgres/ledger.writer.js";
 import { RedisCounterStore } from "./storage/redis/counter-store.js";
 import { RedisClock } from "./storage/redis/redis-clock.js";
+import { TiersService } from "./domain/tenancy/tiers.service.js";
+import { TenantsService } from "./domain/tenancy/tenants.service.js";
+import { ModelsService } from "./domain/billing/models.service.js";
+import { PostgresTierRepository } from "./storage/postgres/tiers.repository.js";
+import { PostgresTenantRepository } from "./storage/postgres/tenants.repository.js";
+import { PostgresModelRepository } from "./storage/postgres/models.repository.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
 
@@ -34,6 +40,10 @@ export interface Services {
   enforcement: EnforcementService;
   ledger: PostgresLedgerWriter;
   policyCache: PolicyCache;
+  /** Operator CRUD of tiers, tenants, models and prices; getTier/getTenant/getModel are plain reads. */
+  tiers: TiersService;
+  tenants: TenantsService;
+  models: ModelsService;
   // ── shared infrastructure services receive in their options ──
   db: Db;
   redis: RedisClient;
@@ -141,8 +151,15 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     cleanups.push(async () => clearInterval(sweep));
   }
 
+  const tierRepository = new PostgresTierRepository(db);
+  const tenantRepository = new PostgresTenantRepository(db);
+  const tiers = new TiersService({ repo: tierRepository, tenants: tenantRepository, audit, invalidation, clock });
+  const tenants = new TenantsService({ repo: tenantRepository, tiers: tierRepository, audit, invalidation, clock });
+  const models = new ModelsService({ repo: new PostgresModelRepository(db), audit, invalidation, clock });
+
   const services: Services = {
     auth, audit, apiKeys, credentials, apiKeyVerifier, enforcement, ledger, policyCache,
+    tiers, tenants, models,
     db, redis, invalidation, clock, config, logger,
   };
 

@@ -3,6 +3,9 @@ import { HealthResolver } from "./health.resolver.js";
 import { ApiKeyResolver } from "./api-key.resolver.js";
 import { CredentialResolver } from "./credential.resolver.js";
 import { EnforcementResolver } from "./enforcement.resolver.js";
+import { TierResolver } from "./tier.resolver.js";
+import { TenantResolver } from "./tenant.resolver.js";
+import { ModelResolver } from "./model.resolver.js";
 
 /**
  * Every resolver class of the API. A class missing here is missing from the schema (and the
@@ -13,4 +16,7 @@ export const resolvers: NonEmptyArray<Function> = [
   ApiKeyResolver,
   CredentialResolver,
   EnforcementResolver,
+  TierResolver,
+  TenantResolver,
+  ModelResolver,
 ];

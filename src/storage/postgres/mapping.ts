@@ -143,6 +143,20 @@ export function tenantFromRow(r: TenantRow): Tenant {
   };
 }
 
+/** A null override (lift the tier's limit) survives as JSON null; an absent one stays absent. */
+export function tenantToRow(t: Tenant): TenantRow {
+  return {
+    id: t.id,
+    name: t.name,
+    tierId: t.tierId,
+    timezone: t.timezone,
+    status: t.status,
+    limitOverrides: scopeLimitsToJson(t.limitOverrides),
+    createdAt: t.createdAt,
+    updatedAt: t.updatedAt,
+  };
+}
+
 export function apiKeyFromRow(r: ApiKeyRow): ApiKey {
   return {
     id: r.id,
