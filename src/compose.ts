@@ -18,6 +18,7 @@ import { EnforcementService } from "./domain/enforcement/enforcement.service.js"
 import { PolicyCache } from "./domain/enforcement/policy-cache.js";
 import { PostgresPolicyLoader } from "./storage/postgres/policy.repository.js";
 import { PostgresLedgerWriter } from "./storage/postgres/ledger.writer.js";
+import { PostgresReservationArchive } from "./storage/postgres/reservation-archive.js";
 import { RedisCounterStore } from "./storage/redis/counter-store.js";
 import { RedisClock } from "./storage/redis/redis-clock.js";
 import { TiersService } from "./domain/tenancy/tiers.service.js";
@@ -134,11 +135,14 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const ledger = new PostgresLedgerWriter(db, { lingerMs: config.ledger.lingerMs, maxBatch: config.ledger.maxBatch, logger });
   // Runs before the database closes (cleanups run in reverse): every acknowledged commit is durable.
   cleanups.push(() => ledger.flush());
+  const archive = new PostgresReservationArchive(db, { lingerMs: 20, maxBatch: 1_000, logger });
+  cleanups.push(() => archive.flush());
   const enforcement = new EnforcementService({
     keys: apiKeyVerifier,
     policy: policyCache,
     counters: new RedisCounterStore(redis),
     ledger,
+    archive,
     clock: redisClock,
     logger,
   });

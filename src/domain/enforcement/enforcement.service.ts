@@ -7,7 +7,7 @@ import type { Actor, Model, Priority } from "../tenancy/types.js";
 import { buildReservePlan, precheck, type PlanVariant, type ReservePlan } from "./plan.js";
 import { periodsAt } from "./periods.js";
 import type { PolicyLoader } from "./policy-cache.js";
-import type { CounterStore, KeyVerifier, QuotaCounterState, RawReserveResult, StoredReservation } from "./ports.js";
+import type { ArchivedReservation, CounterStore, KeyVerifier, QuotaCounterState, RawReserveResult, ReservationArchive, StoredReservation } from "./ports.js";
 import { newReservationId, tenantOfReservation } from "./reservation-id.js";
 import type { CommitRequest, CommitResult, Decision, LedgerWriter, LimitStatus, ReleaseResult, ReserveRequest } from "./types.js";
 import { validateCommitRequest, validateReserveRequest } from "./validation.js";
@@ -25,6 +25,7 @@ export interface EnforcementServiceOptions {
   policy: PolicyLoader;
   counters: CounterStore;
   ledger: LedgerWriter;
+  archive: ReservationArchive;
   clock: Clock;
   logger: Logger;
   metrics?: EnforcementMetrics;
@@ -106,16 +107,17 @@ export class EnforcementService {
       ? { keyHash: sha256(req.idempotencyKey), fingerprint: sha256(JSON.stringify([key.id, req.route, req.model, req.inputTokens, req.maxOutputTokens, req.subject, req.priority, [...req.tools].sort()])) }
       : null;
     const record = { tenantId: tenant.id, keyId: key.id, subject: req.subject, route: req.route, day: periods.day, month: periods.month };
+    const settleKeys = this.o.counters.settleKeysFor(plan);
 
     for (let attempt = 0; attempt < 3; attempt++) {
       let outcome;
       try {
-        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: req.priority === "CRITICAL", record });
+        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: req.priority === "CRITICAL", record, settleKeys });
       } catch (err) {
         if (!this.o.counters.isUnavailable(err)) throw err;
         this.o.metrics?.backendError("reserve");
         this.o.logger.warn({ err: (err as Error).message, tenantId: tenant.id }, "reserve: Redis unavailable");
-        if (tier.failOpenRateLimits && plan.rateLimitsOnly) return this.failOpen(plan, reservationId, ids);
+        if (tier.failOpenRateLimits && plan.rateLimitsOnly) return this.failOpen(plan, reservationId, record, settleKeys, ids);
         // Fail closed: never QUOTA_EXCEEDED for an outage, always retryable.
         return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
       }
@@ -136,6 +138,23 @@ export class EnforcementService {
           const decision = this.decide(plan, outcome.result, reservationId, ids);
           if (decision.allowed) {
             this.o.counters.registerSweepTenant(tenant.id).catch((err) => this.o.logger.warn({ err }, "sweep registration failed"));
+            const v = plan.variants[outcome.result.variant]!;
+            this.o.archive.record({
+              ...record,
+              id: reservationId,
+              model: v.model,
+              inputNanoPerToken: v.price.inputNano,
+              outputNanoPerToken: v.price.outputNano,
+              state: "R",
+              inputTokens: v.inputTokens,
+              outputTokens: v.outputTokens,
+              costNano: v.costNano,
+              reservedAt: new Date(outcome.result.nowMs),
+              expiresAt: new Date(outcome.result.expiresAtMs),
+              settleKeys,
+              quotaLimits: [],
+              failOpen: false,
+            });
           }
           if (idempotency) {
             await this.o.counters
@@ -172,9 +191,43 @@ export class EnforcementService {
     return run;
   }
 
-  private failOpen(plan: ReservePlan, reservationId: string, ids: { tenantId: string; keyId: string }): Decision {
-    this.o.metrics?.failOpen();
+  /**
+   * Redis is down and the tier lets its pure rate limits fail open: allow, counted, and archive
+   * the reservation in Postgres (awaited: it is the only copy) so its commit is still recorded.
+   */
+  private async failOpen(
+    plan: ReservePlan,
+    reservationId: string,
+    record: { tenantId: string; keyId: string; subject: string | null; route: string; day: string; month: string },
+    settleKeys: string,
+    ids: { tenantId: string; keyId: string },
+  ): Promise<Decision> {
     const v = plan.variants[0]!;
+    if (v.deny) return this.deny(v.deny.reason, v.deny.message, ids);
+    const now = this.o.clock.now();
+    const expiresAt = new Date(now.getTime() + plan.ttlMs);
+    try {
+      await this.o.archive.recordNow({
+        ...record,
+        id: reservationId,
+        model: v.model,
+        inputNanoPerToken: v.price.inputNano,
+        outputNanoPerToken: v.price.outputNano,
+        state: "R",
+        inputTokens: v.inputTokens,
+        outputTokens: v.outputTokens,
+        costNano: v.costNano,
+        reservedAt: now,
+        expiresAt,
+        settleKeys,
+        quotaLimits: [],
+        failOpen: true,
+      });
+    } catch (err) {
+      this.o.logger.warn({ err }, "fail-open reservation could not be archived; failing closed");
+      return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+    }
+    this.o.metrics?.failOpen();
     this.o.metrics?.decision("ALLOW", null);
     return {
       allowed: true,
@@ -182,7 +235,7 @@ export class EnforcementService {
       reason: null,
       message: "rate limits could not be checked (limit store unavailable); this tier fails open",
       retryAfterMs: null,
-      reservation: { id: reservationId, expiresAt: new Date(this.o.clock.now().getTime() + plan.ttlMs), inputTokens: v.inputTokens, outputTokens: v.outputTokens, costNano: v.costNano },
+      reservation: { id: reservationId, expiresAt, inputTokens: v.inputTokens, outputTokens: v.outputTokens, costNano: v.costNano },
       directives: { model: v.model, maxInputTokens: v.maxInputTokens, maxOutputTokens: v.outputTokens, priority: v.priority },
       limits: [],
       ...ids,
@@ -288,19 +341,29 @@ export class EnforcementService {
     return this.deny(best.reason, best.message, { ...extra, retryAfterMs: Number.isFinite(best.wait) ? best.wait : null });
   }
 
-  private async loadOwned(reservationId: string, actor: Actor): Promise<StoredReservation> {
+  /**
+   * The reservation from Redis, or, when Redis lost it or is down, from the Postgres archive
+   * (`archived` set). Unknown, malformed and other tenants' ids all read the same.
+   */
+  private async loadOwned(reservationId: string, actor: Actor): Promise<{ r: StoredReservation; archived: ArchivedReservation | null; redisDown: boolean }> {
     const tenantId = tenantOfReservation(reservationId);
-    // Unknown, malformed and other tenants' ids all read the same.
     if (!tenantId || (actor.tenantId !== null && actor.tenantId !== tenantId)) throw notFound("reservation", reservationId);
-    let r: StoredReservation | null;
+    let r: StoredReservation | null = null;
+    let redisDown = false;
     try {
       r = await this.o.counters.loadReservation(tenantId, reservationId);
     } catch (err) {
+      if (!this.o.counters.isUnavailable(err)) throw err;
       this.o.metrics?.backendError("commit");
-      throw backendUnavailable("the limit store is unavailable; retry the commit shortly", err);
+      redisDown = true;
     }
-    if (!r) throw notFound("reservation", reservationId);
-    return r;
+    if (r) return { r, archived: null, redisDown };
+    const archived = await this.o.archive.find(reservationId);
+    if (!archived || archived.tenantId !== tenantId) {
+      if (redisDown) throw backendUnavailable("the limit store is unavailable; retry shortly");
+      throw notFound("reservation", reservationId);
+    }
+    return { r: archived, archived, redisDown };
   }
 
   private commitLimits(r: StoredReservation, quotas: Array<QuotaCounterState | null>): LimitStatus[] {
@@ -320,15 +383,37 @@ export class EnforcementService {
 
   async commit(input: CommitRequest, actor: Actor): Promise<CommitResult> {
     validateCommitRequest(input);
-    const r = await this.loadOwned(input.reservationId, actor);
+    const { r, archived, redisDown } = await this.loadOwned(input.reservationId, actor);
     const costNano = BigInt(input.inputTokens) * r.inputNanoPerToken + BigInt(input.outputTokens) * r.outputNanoPerToken;
-    let out;
-    try {
-      out = await this.o.counters.settle("commit", r, { inputTokens: input.inputTokens, outputTokens: input.outputTokens, costNano, status: input.status });
-    } catch (err) {
-      this.o.metrics?.backendError("commit");
-      throw backendUnavailable("the limit store is unavailable; retry the commit shortly", err);
+    const figures = { inputTokens: input.inputTokens, outputTokens: input.outputTokens, costNano, status: input.status };
+    if (archived) {
+      // Redis lost this reservation (or is down). The ledger decides replays: a COMMIT row
+      // there means this commit happened, and the re-seeded counters already include it.
+      const prior = await this.o.ledger.findCommit(r.id);
+      if (prior) {
+        if (prior.inputTokens !== BigInt(input.inputTokens) || prior.outputTokens !== BigInt(input.outputTokens) || prior.status !== input.status) {
+          throw conflict(`reservation ${r.id} was already committed with inputTokens=${prior.inputTokens} outputTokens=${prior.outputTokens} status=${prior.status}`, { field: "input" });
+        }
+        return { reservationId: r.id, inputTokens: input.inputTokens, outputTokens: input.outputTokens, costNano: prior.costNano, overage: prior.overage, replayed: true, limits: [] };
+      }
     }
+    let out: Awaited<ReturnType<CounterStore["settle"]>> | null = null;
+    if (!redisDown) {
+      try {
+        if (archived) await this.o.counters.restore(archived);
+        out = await this.o.counters.settle("commit", r, figures);
+      } catch (err) {
+        if (!this.o.counters.isUnavailable(err)) throw err;
+        this.o.metrics?.backendError("commit");
+        // Usage is never dropped: with the reservation known, the ledger row is still written;
+        // reconciliation brings the Redis counters back in line with the ledger.
+        if (!archived) {
+          const fromArchive = await this.o.archive.find(r.id);
+          if (!fromArchive) throw backendUnavailable("the limit store is unavailable; retry the commit shortly", err);
+        }
+      }
+    }
+    if (out === null) out = { kind: "applied", late: true, quotas: [] };
     if (out.kind === "notFound") throw notFound("reservation", input.reservationId);
     if (out.kind === "conflict") {
       throw conflict(
@@ -372,11 +457,17 @@ export class EnforcementService {
 
   async release(reservationId: string, actor: Actor): Promise<ReleaseResult> {
     if (typeof reservationId !== "string" || reservationId.length > 128) throw notFound("reservation", String(reservationId).slice(0, 128));
-    const r = await this.loadOwned(reservationId, actor);
+    const { r, archived, redisDown } = await this.loadOwned(reservationId, actor);
+    // A reservation Redis lost holds nothing any more: there is nothing to return.
+    if (archived) {
+      if (redisDown) throw backendUnavailable("the limit store is unavailable; retry the release shortly");
+      return { reservationId, released: false };
+    }
     let out;
     try {
       out = await this.o.counters.settle("release", r);
     } catch (err) {
+      if (!this.o.counters.isUnavailable(err)) throw err;
       throw backendUnavailable("the limit store is unavailable; retry the release shortly", err);
     }
     if (out.kind === "notFound") throw notFound("reservation", reservationId);

@@ -24,6 +24,25 @@ export interface RawReserveResult {
   concurrencyRemaining: number[];
 }
 
+/** A reservation as archived in Postgres, behind the hot path. */
+export interface ArchivedReservation extends StoredReservation {
+  failOpen: boolean;
+}
+
+/**
+ * Postgres copy of every reservation, written behind the hot path (batched, not awaited), so a
+ * commit can still settle a reservation whose Redis record was lost, and fail-open decisions
+ * (taken while Redis is down) can be committed at all. Usage is never dropped for lack of it.
+ */
+export interface ReservationArchive {
+  /** Queue for a batched insert; never delays the caller. */
+  record(r: ArchivedReservation): void;
+  /** Insert now (fail-open: Redis is down, this is the only copy). */
+  recordNow(r: ArchivedReservation): Promise<void>;
+  find(id: string): Promise<ArchivedReservation | null>;
+  flush(): Promise<void>;
+}
+
 export type ReserveOutcome =
   | { kind: "result"; result: RawReserveResult }
   | { kind: "replay"; result: RawReserveResult; rendered: string | null }
@@ -81,11 +100,15 @@ export interface CounterStore {
    * retryable); false for faults such as a script error, which must surface as internal errors.
    */
   isUnavailable(err: unknown): boolean;
+  /** Which counters a reservation under `plan` holds: stored with it, used to settle it. */
+  settleKeysFor(plan: ReservePlan): string;
   reserve(
     plan: ReservePlan,
     reservationId: string,
-    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields },
+    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields; settleKeys: string },
   ): Promise<ReserveOutcome>;
+  /** Put a lost reservation record back (state E: its holds are gone) unless one exists. */
+  restore(r: StoredReservation): Promise<void>;
   /** Create missing counter hashes from ledger totals (set-if-absent). */
   seed(tenantId: string, hashes: Array<{ hash: QuotaHash; tokens: bigint; costNano: bigint }>): Promise<void>;
   storeRendered(tenantId: string, keyHash: string, json: string): Promise<void>;

@@ -136,5 +136,7 @@ export interface LedgerWriter {
   append(entry: LedgerEntry): Promise<void>;
   /** Ledger totals of one scope for re-seeding lost counters. */
   totals(q: { tenantId: string; keyId: string | null; period: { day: string } | { month: string } }): Promise<{ tokens: bigint; costNano: bigint }>;
+  /** The COMMIT row of a reservation, if one was written. */
+  findCommit(reservationId: string): Promise<{ inputTokens: bigint; outputTokens: bigint; costNano: bigint; status: string; overage: boolean } | null>;
   flush(): Promise<void>;
 }

@@ -114,6 +114,14 @@ export class PostgresLedgerWriter implements LedgerWriter {
     return { tokens: BigInt(row?.tokens ?? "0"), costNano: BigInt(row?.cost ?? "0") };
   }
 
+  async findCommit(reservationId: string) {
+    const [row] = await this.db
+      .select()
+      .from(usageLedger)
+      .where(and(eq(usageLedger.reservationId, reservationId), eq(usageLedger.entry, "COMMIT")));
+    return row ? { inputTokens: row.inputTokens, outputTokens: row.outputTokens, costNano: row.costNano, status: row.status, overage: row.overage } : null;
+  }
+
   /** Wait until everything appended so far is durable (graceful shutdown). */
   async flush(): Promise<void> {
     while (this.queue.length > 0 || this.inFlight) {

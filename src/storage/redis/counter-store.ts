@@ -62,6 +62,42 @@ function parseQuotaState(s: string): Array<QuotaCounterState | null> {
   });
 }
 
+/** Quota limits in force at reserve time, as stored in the settle keys. */
+export function quotaLimitsOf(settleKeys: string): StoredReservation["quotaLimits"] {
+  const settle = JSON.parse(settleKeys) as SettleKeys;
+  return settle.ql.map(([quotaIndex, metric, limit, dimension, scope, resetAtMs]) => ({
+    quotaIndex,
+    metric,
+    limit: BigInt(limit),
+    dimension: dimension as LimitDimension,
+    scope,
+    resetAt: new Date(resetAtMs),
+  }));
+}
+
+function parseRecord(tenantId: string, reservationId: string, h: Record<string, string>): StoredReservation {
+  return {
+    id: reservationId,
+    tenantId,
+    keyId: h.k!,
+    subject: h.sub ? h.sub : null,
+    route: h.rt!,
+    model: h.md!,
+    inputNanoPerToken: BigInt(h.pin!),
+    outputNanoPerToken: BigInt(h.pout!),
+    day: h.d!,
+    month: h.m!,
+    state: h.st as StoredReservation["state"],
+    inputTokens: Number(h.in),
+    outputTokens: Number(h.out),
+    costNano: BigInt(h.cost!),
+    reservedAt: new Date(Number(h.at)),
+    expiresAt: new Date(Number(h.exp)),
+    settleKeys: h.settle!,
+    quotaLimits: quotaLimitsOf(h.settle!),
+  };
+}
+
 /** The enforcement counters in Redis, driven by one Lua script per operation. */
 export class RedisCounterStore implements CounterStore {
   private readonly scripts: RedisScripts;
@@ -78,16 +114,29 @@ export class RedisCounterStore implements CounterStore {
     return true;
   }
 
+  settleKeysFor(plan: ReservePlan): string {
+    const t = plan.tenantId;
+    const bKeys = plan.buckets.map((b) => redisKeys.bucket(t, b.dim, b.scopeLabel));
+    const settle: SettleKeys = {
+      q: plan.quotaHashes.map((h) => quotaKey(t, h)),
+      b: plan.buckets.map((b, i) => [b.dim, b.capacity, bKeys[i]!]),
+      c: plan.concurrency.map((c) => redisKeys.concurrency(t, c.scopeLabel)),
+      ql: plan.quotaChecks.map((c) => [c.quotaIndex, c.metric, c.limit.toString(), c.dimension, c.scope, c.resetAt.getTime()]),
+    };
+    return JSON.stringify(settle);
+  }
+
   async reserve(
     plan: ReservePlan,
     reservationId: string,
-    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields },
+    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields; settleKeys: string },
   ): Promise<ReserveOutcome> {
     const t = plan.tenantId;
     const idemHash = opts.idempotency?.keyHash ?? "-";
-    const qKeys = plan.quotaHashes.map((h) => quotaKey(t, h));
-    const bKeys = plan.buckets.map((b) => redisKeys.bucket(t, b.dim, b.scopeLabel));
-    const cKeys = plan.concurrency.map((c) => redisKeys.concurrency(t, c.scopeLabel));
+    const settle = JSON.parse(opts.settleKeys) as SettleKeys;
+    const qKeys = settle.q;
+    const bKeys = settle.b.map((b) => b[2]);
+    const cKeys = settle.c;
     const keys = [
       redisKeys.idempotency(t, idemHash),
       redisKeys.idempotencyRendered(t, idemHash),
@@ -98,12 +147,6 @@ export class RedisCounterStore implements CounterStore {
       ...bKeys,
       ...cKeys,
     ];
-    const settle: SettleKeys = {
-      q: qKeys,
-      b: plan.buckets.map((b, i) => [b.dim, b.capacity, bKeys[i]!]),
-      c: cKeys,
-      ql: plan.quotaChecks.map((c) => [c.quotaIndex, c.metric, c.limit.toString(), c.dimension, c.scope, c.resetAt.getTime()]),
-    };
     const rec = opts.record;
     const spec = {
       rid: reservationId,
@@ -124,7 +167,7 @@ export class RedisCounterStore implements CounterStore {
       rec: [
         "tid", rec.tenantId, "k", rec.keyId, "sub", rec.subject ?? "", "rt", rec.route, "d", rec.day, "m", rec.month,
       ],
-      settle: JSON.stringify(settle),
+      settle: opts.settleKeys,
     };
     const reply = await this.scripts.run("reserve", keys, [JSON.stringify(spec)]);
     switch (reply[0]) {
@@ -152,6 +195,17 @@ export class RedisCounterStore implements CounterStore {
     );
   }
 
+  async restore(r: StoredReservation): Promise<void> {
+    const ttlMs = Math.max(60_000, r.expiresAt.getTime() + RECORD_KEEP_MS - Date.now());
+    const fields: Record<string, string> = {
+      st: "E", tid: r.tenantId, k: r.keyId, sub: r.subject ?? "", rt: r.route, md: r.model,
+      pin: r.inputNanoPerToken.toString(), pout: r.outputNanoPerToken.toString(), d: r.day, m: r.month,
+      in: String(r.inputTokens), out: String(r.outputTokens), cost: r.costNano.toString(),
+      exp: String(r.expiresAt.getTime()), at: String(r.reservedAt.getTime()), settle: r.settleKeys, restored: "1",
+    };
+    await this.scripts.run("restore", [redisKeys.reservation(r.tenantId, r.id)], [String(ttlMs), ...Object.entries(fields).flat()]);
+  }
+
   async storeRendered(tenantId: string, keyHash: string, json: string): Promise<void> {
     await this.redis.set(redisKeys.idempotencyRendered(tenantId, keyHash), json, "PX", 86_400_000, "NX");
   }
@@ -159,34 +213,7 @@ export class RedisCounterStore implements CounterStore {
   async loadReservation(tenantId: string, reservationId: string): Promise<StoredReservation | null> {
     const h = await this.redis.hgetall(redisKeys.reservation(tenantId, reservationId));
     if (!h.st || h.tid !== tenantId) return null;
-    const settle = JSON.parse(h.settle!) as SettleKeys;
-    return {
-      id: reservationId,
-      tenantId,
-      keyId: h.k!,
-      subject: h.sub ? h.sub : null,
-      route: h.rt!,
-      model: h.md!,
-      inputNanoPerToken: BigInt(h.pin!),
-      outputNanoPerToken: BigInt(h.pout!),
-      day: h.d!,
-      month: h.m!,
-      state: h.st as StoredReservation["state"],
-      inputTokens: Number(h.in),
-      outputTokens: Number(h.out),
-      costNano: BigInt(h.cost!),
-      reservedAt: new Date(Number(h.at)),
-      expiresAt: new Date(Number(h.exp)),
-      settleKeys: h.settle!,
-      quotaLimits: settle.ql.map(([quotaIndex, metric, limit, dimension, scope, resetAtMs]) => ({
-        quotaIndex,
-        metric,
-        limit: BigInt(limit),
-        dimension: dimension as LimitDimension,
-        scope,
-        resetAt: new Date(resetAtMs),
-      })),
-    };
+    return parseRecord(tenantId, reservationId, h);
   }
 
   async settle(

@@ -16,6 +16,7 @@ export const SCRIPTS = {
   reserve: load("reserve"),
   settle: load("settle"),
   seed: load("seed"),
+  restore: load("restore"),
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -24,12 +25,14 @@ interface ScriptCommands {
   llmReserve(numKeys: number, ...args: string[]): Promise<unknown>;
   llmSettle(numKeys: number, ...args: string[]): Promise<unknown>;
   llmSeed(numKeys: number, ...args: string[]): Promise<unknown>;
+  llmRestore(numKeys: number, ...args: string[]): Promise<unknown>;
 }
 
 const COMMAND_NAME: Record<ScriptName, keyof ScriptCommands> = {
   reserve: "llmReserve",
   settle: "llmSettle",
   seed: "llmSeed",
+  restore: "llmRestore",
 };
 
 /** Typed access to the scripts on one connection (defined once per connection). */

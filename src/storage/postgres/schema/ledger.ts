@@ -60,8 +60,10 @@ export const reservations = pgTable(
     periodDay: text("period_day").notNull(),
     periodMonth: text("period_month").notNull(),
     failOpen: boolean("fail_open").notNull().default(false),
+    /** Which Redis counters the reservation holds (opaque to Postgres), to settle it after a flush. */
+    settle: text("settle").notNull(),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull(),
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
   },
-  (t) => [index("reservations_expires_idx").on(t.expiresAt)],
+  (t) => [index("reservations_expires_idx").on(t.expiresAt), index("reservations_created_idx").on(t.createdAt)],
 );
