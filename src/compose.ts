@@ -145,6 +145,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     archive,
     clock: redisClock,
     logger,
+    storeTimeoutMs: config.redis.commandTimeoutMs,
   });
   if (config.workersEnabled) {
     // Until the BullMQ sweeper takes over: return expired holds every few seconds.

@@ -29,6 +29,8 @@ export interface EnforcementServiceOptions {
   clock: Clock;
   logger: Logger;
   metrics?: EnforcementMetrics;
+  /** How long the store may take; a reserve script that starts later does nothing. */
+  storeTimeoutMs: number;
   /** The global spend breaker (cached flag); open = deny all but CRITICAL. */
   globalBreakerOpen?: () => boolean;
 }
@@ -112,7 +114,8 @@ export class EnforcementService {
     for (let attempt = 0; attempt < 3; attempt++) {
       let outcome;
       try {
-        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: req.priority === "CRITICAL", record, settleKeys });
+        const deadlineMs = this.o.clock.now().getTime() + this.o.storeTimeoutMs;
+        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: req.priority === "CRITICAL", record, settleKeys, deadlineMs });
       } catch (err) {
         if (!this.o.counters.isUnavailable(err)) throw err;
         this.o.metrics?.backendError("reserve");
@@ -122,6 +125,9 @@ export class EnforcementService {
         return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
       }
       switch (outcome.kind) {
+        case "late":
+          this.o.metrics?.backendError("reserve");
+          return this.deny("BACKEND_UNAVAILABLE", "the limit store answered too late; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
         case "conflict":
           throw conflict("idempotencyKey was already used with a different request", { field: "input.idempotencyKey" });
         case "seed":

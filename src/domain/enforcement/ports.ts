@@ -47,7 +47,9 @@ export type ReserveOutcome =
   | { kind: "result"; result: RawReserveResult }
   | { kind: "replay"; result: RawReserveResult; rendered: string | null }
   | { kind: "conflict" }
-  | { kind: "seed"; missing: number[] };
+  | { kind: "seed"; missing: number[] }
+  /** The script ran after `deadlineMs` (Redis was stalled): it changed nothing. */
+  | { kind: "late" };
 
 /** Stored on the reservation; the model and prices come from the ladder variant chosen. */
 export interface ReservationRecordFields {
@@ -105,7 +107,14 @@ export interface CounterStore {
   reserve(
     plan: ReservePlan,
     reservationId: string,
-    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields; settleKeys: string },
+    opts: {
+      idempotency: { keyHash: string; fingerprint: string } | null;
+      critical: boolean;
+      record: ReservationRecordFields;
+      settleKeys: string;
+      /** Redis-clock ms after which the script must do nothing (0 = none). */
+      deadlineMs: number;
+    },
   ): Promise<ReserveOutcome>;
   /** Put a lost reservation record back (state E: its holds are gone) unless one exists. */
   restore(r: StoredReservation): Promise<void>;

@@ -129,7 +129,7 @@ export class RedisCounterStore implements CounterStore {
   async reserve(
     plan: ReservePlan,
     reservationId: string,
-    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields; settleKeys: string },
+    opts: { idempotency: { keyHash: string; fingerprint: string } | null; critical: boolean; record: ReservationRecordFields; settleKeys: string; deadlineMs: number },
   ): Promise<ReserveOutcome> {
     const t = plan.tenantId;
     const idemHash = opts.idempotency?.keyHash ?? "-";
@@ -154,6 +154,7 @@ export class RedisCounterStore implements CounterStore {
       keep: RECORD_KEEP_MS,
       idem: opts.idempotency ? 1 : 0,
       fp: opts.idempotency?.fingerprint ?? "",
+      dl: opts.deadlineMs,
       crit: opts.critical ? 1 : 0,
       nq: qKeys.length,
       // Limits travel as JSON numbers: exact, because budgets are capped at 2^53 nano-USD.
@@ -181,6 +182,8 @@ export class RedisCounterStore implements CounterStore {
         return { kind: "conflict" };
       case "SEED":
         return { kind: "seed", missing: reply.slice(1).map((i) => Number(i) - 1) };
+      case "LATE":
+        return { kind: "late" };
       default:
         throw new Error(`unexpected reserve reply ${String(reply[0])}`);
     }

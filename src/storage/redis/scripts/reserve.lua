@@ -10,6 +10,7 @@
     6+nq+nb .. 5+nq+nb+nc   concurrency zsets (resId -> expiresAt ms)
   ARGV[1]: JSON spec
     rid, ttl (ms), keep (ms the record outlives its expiry), idem (0/1), fp (request fingerprint),
+    dl (deadline, ms on Redis's clock: past it the caller has timed out and answered already),
     crit (0/1: CRITICAL priority passes an open breaker), nq,
     qc    = [[quotaIndex, "tok"|"usd", limit, dimName]]   checks on the quota hashes
     b     = [[ratePerMs, capacity, "rq"|"in"|"out"]]      one per bucket key
@@ -25,6 +26,7 @@
     {"REPLAY", storedJson, renderedJson}  an idempotency key seen before with the same request
     {"CONFLICT"}                          the same idempotency key with a different request
     {"SEED", i, ...}                      quota hashes missing: re-seed them from the ledger first
+    {"LATE"}                              the script ran after the caller's deadline: nothing done
   Nothing is written unless the outcome is "A" (apart from the idempotency record).
   Time comes from Redis TIME so replicas with skewed clocks agree.
 ]==]
@@ -33,6 +35,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function fmt(x) return string.format('%.0f', x) end
+
+-- A script that runs after its caller gave up (a stalled server catching up) must not take
+-- holds nobody will ever commit or release.
+if spec.dl > 0 and now > spec.dl then return {'LATE'} end
 
 if spec.idem == 1 then
   local prev = redis.call('GET', KEYS[1])
