@@ -1,2 +1,3 @@
 export * from "./tenancy.js";
 export * from "./ledger.js";
+export * from "./events.js";
