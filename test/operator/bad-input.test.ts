@@ -116,6 +116,12 @@ describe("operator input validation", () => {
         /itself/,
       );
       await refused(tier({ degradationLadder: [rung({ maxOutputTokens: 0 })] }), "input.degradationLadder[0].maxOutputTokens");
+      await refused(tier({ degradationLadder: [rung({ modelMap: [{ from: "m1", to: "*" }] })] }), "input.degradationLadder[0].modelMap[0].to", /wildcard/);
+      await refused(
+        tier({ degradationLadder: [rung({ modelMap: [{ from: "m1", to: "m2" }, { from: "m1", to: "m3" }] })] }),
+        "input.degradationLadder[0].modelMap[1]",
+        /duplicate/,
+      );
     });
     it("refuses an unknown dimension name at the GraphQL layer, writing nothing", async () => {
       const before = await rowCounts(t.databaseUrl);

@@ -45,6 +45,7 @@ const FULL_TIER = {
   degradationLadder: [
     { atPercent: 80, of: "MONTHLY_BUDGET", maxOutputTokens: 512, priority: "BACKGROUND", modelMap: [{ from: "big-model", to: "small-model" }] },
     { atPercent: 90, of: "DAILY_TOKENS", maxInputTokens: 8000 },
+    { atPercent: 95, of: "DAILY_TOKENS", modelMap: [{ from: "*", to: "small-model" }] },
     { atPercent: 100, of: "MONTHLY_BUDGET", block: true },
   ],
   reservationTtlSeconds: 300,
@@ -108,6 +109,8 @@ describe("operator CRUD", () => {
             block: false,
           },
           { atPercent: 90, of: "DAILY_TOKENS", maxOutputTokens: null, maxInputTokens: 8000, priority: null, modelMap: [], block: false },
+          // "*" maps every model.
+          { atPercent: 95, of: "DAILY_TOKENS", maxOutputTokens: null, maxInputTokens: null, priority: null, modelMap: [{ from: "*", to: "small-model" }], block: false },
           { atPercent: 100, of: "MONTHLY_BUDGET", maxOutputTokens: null, maxInputTokens: null, priority: null, modelMap: [], block: true },
         ],
         reservationTtlSeconds: 300,

@@ -293,7 +293,8 @@ const routeModelLimit = z
     }),
   );
 
-const modelMapping = z.object({ from: modelName, to: modelName }).superRefine((m, ctx) => {
+/** `from: "*"` maps every model (the enforcement plan honours it); `to` must be a real model. */
+const modelMapping = z.object({ from: identifier, to: modelName }).superRefine((m, ctx) => {
   if (m.from === m.to) ctx.addIssue({ code: "custom", path: ["to"], message: "maps a model to itself" });
 });
 

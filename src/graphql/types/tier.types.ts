@@ -207,7 +207,7 @@ export class RouteModelLimitInput extends SubjectLimitsInput implements RouteMod
 
 @InputType("ModelMappingInput")
 export class ModelMappingInput {
-  @Field(() => String) from!: string;
+  @Field(() => String, { description: "A model name, or \"*\" for every model." }) from!: string;
   @Field(() => String) to!: string;
 }
 
