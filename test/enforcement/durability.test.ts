@@ -32,7 +32,7 @@ describe("durability and all-or-nothing", () => {
   });
 
   const ledgerRows = async (tenantId: string) =>
-    (await t.app.services.db.execute(sql`select entry, status, input_tokens, output_tokens, cost_nano from usage_ledger where tenant_id = ${tenantId} order by id`)).rows as any[];
+    ((await t.app.services.db.execute(sql`select entry, status, input_tokens, output_tokens, cost_nano from usage_ledger where tenant_id = ${tenantId} order by id`)) as any).rows as any[];
 
   it("a reserve denied by its daily quota leaves the request bucket, monthly quota and budget byte-identical", async () => {
     const tenantId = await insertTenant(t, tierId, {
@@ -118,7 +118,7 @@ describe("durability and all-or-nothing", () => {
     const results = await Promise.all(Array.from({ length: 100 }, () => reserve(gw, { apiKey: key.secret, inputTokens: 10, maxOutputTokens: 10 })));
     expect(results.filter((d) => d.allowed)).toHaveLength(39);
     expect(results.filter((d) => !d.allowed).every((d) => d.reason === "BUDGET_EXCEEDED")).toBe(true);
-    const spent = await t.app.services.db.execute(sql`select sum(cost_nano)::text as s from usage_ledger where tenant_id = ${tenantId}`);
+    const spent: any = await t.app.services.db.execute(sql`select sum(cost_nano)::text as s from usage_ledger where tenant_id = ${tenantId}`);
     expect((spent.rows[0] as any).s).toBe(String(61 * 30_000));
   });
 });

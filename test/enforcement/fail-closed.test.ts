@@ -105,7 +105,7 @@ describe("Redis down: fail closed, fast", () => {
     const c = await commit(gw, d.reservation.id, 5, 3);
     expect(c.errors).toBeUndefined();
     expect(c.data.commit).toMatchObject({ costUsd: "0.000011000", replayed: false });
-    const rows = await t.app.services.db.execute(sql`select status, input_tokens, output_tokens from usage_ledger where reservation_id = ${d.reservation.id}`);
+    const rows: any = await t.app.services.db.execute(sql`select status, input_tokens, output_tokens from usage_ledger where reservation_id = ${d.reservation.id}`);
     expect(rows.rows).toEqual([{ status: "SUCCEEDED", input_tokens: "5", output_tokens: "3" }]);
     const again = await commit(gw, d.reservation.id, 5, 3);
     expect(again.data.commit.replayed).toBe(true);

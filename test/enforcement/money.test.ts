@@ -47,7 +47,7 @@ describe("money is exact", () => {
     console.log(`money: ${COMMITS} reserve+commit pairs over HTTP in ${seconds.toFixed(1)} s (${(COMMITS / seconds).toFixed(0)} pairs/s)`);
 
     const expected = BigInt(COMMITS) * 825n;
-    const ledger = await t.app.services.db.execute(
+    const ledger: any = await t.app.services.db.execute(
       sql`select count(*)::int as n, sum(cost_nano)::text as cost, sum(input_tokens + output_tokens)::text as tokens from usage_ledger where tenant_id = ${tenantId}`,
     );
     expect(ledger.rows[0]).toEqual({ n: COMMITS, cost: expected.toString(), tokens: String(COMMITS * 5) });
