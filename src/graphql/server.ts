@@ -148,6 +148,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   const apollo = new ApolloServer<GraphQLContext>({
     schema: opts.schema,
     introspection: opts.introspection,
+    // main.ts owns SIGTERM/SIGINT and the drain order. Apollo's own handler (on outside
+    // NODE_ENV=test) would stop Apollo mid-drain and then re-send the signal to the process.
+    stopOnTerminationSignals: false,
     csrfPrevention: true,
     allowBatchedHttpRequests: false,
     includeStacktraceInErrorResponses: false,

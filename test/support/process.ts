@@ -54,7 +54,8 @@ export async function spawnServer(env: Record<string, string | undefined>, timeo
     output: () => out,
     kill(signal = "SIGTERM") {
       return new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
+        // Already gone (exited, or killed by a signal, which leaves exitCode null).
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
         child.once("exit", (code) => resolve(code));
         child.kill(signal);
       });

@@ -1,0 +1,115 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { spawnServer, type ServerProcess } from "../support/process.js";
+import { GraphQLClient } from "../support/client.js";
+import { BOOTSTRAP_TOKEN } from "../support/env.js";
+
+/**
+ * `npm start` with no configuration: an embedded PGlite database and a redis-server the
+ * service launches from PATH, both under DATA_DIR. The service must come up, answer, and on
+ * SIGTERM exit cleanly taking its redis-server with it.
+ */
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The parent pid of a live process, from /proc (the field after the parenthesised name). */
+function parentOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+const pidFileOf = (dataDir: string) => path.join(dataDir, "redis", "redis-server.pid");
+
+describe("embedded start (no DATABASE_URL, no REDIS_URL)", () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "llm-usage-embedded-"));
+  // Unset explicitly: the shell running the tests may well have these.
+  const env = {
+    DATABASE_URL: undefined,
+    REDIS_URL: undefined,
+    REDIS_CLUSTER_NODES: undefined,
+    DATA_DIR: dataDir,
+    BOOTSTRAP_ADMIN_TOKEN: BOOTSTRAP_TOKEN,
+    NODE_ENV: "development",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    WORKERS_ENABLED: "false",
+  };
+  const started: ServerProcess[] = [];
+  const orphans: number[] = [];
+
+  afterAll(async () => {
+    await Promise.all(started.map((s) => s.kill("SIGKILL")));
+    for (const pid of orphans) if (alive(pid)) process.kill(pid, "SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function startAndQuery(): Promise<{ server: ServerProcess; redisPid: number }> {
+    const server = await spawnServer(env);
+    started.push(server);
+    const me = await new GraphQLClient(server.url, BOOTSTRAP_TOKEN).ok(`{ viewer { role } }`);
+    expect(me.viewer.role).toBe("ADMIN");
+    expect(server.output()).toContain('"database":"pglite"');
+    expect(server.output()).toContain("started embedded redis-server");
+    const redisPid = Number(readFileSync(pidFileOf(dataDir), "utf8").trim());
+    expect(alive(redisPid)).toBe(true);
+    expect(parentOf(redisPid), "the redis-server is the service's own child").toBe(server.child.pid);
+    return { server, redisPid };
+  }
+
+  it("starts, answers { viewer { role } }, and on SIGTERM exits 0 with its redis-server gone", async () => {
+    const { server, redisPid } = await startAndQuery();
+    expect(existsSync(path.join(dataDir, "pglite"))).toBe(true);
+
+    const code = await server.kill("SIGTERM");
+    expect(code, server.output()).toBe(0);
+    // stop() waits for redis-server's exit, so it is gone by the time the service has exited.
+    expect(alive(redisPid), `redis-server ${redisPid} outlived the service`).toBe(false);
+    expect(existsSync(pidFileOf(dataDir)), "redis-server stopped cleanly (it removes its pid file)").toBe(false);
+  });
+
+  it("starts again on the same DATA_DIR (database and AOF reused, migrations already applied)", async () => {
+    const { server, redisPid } = await startAndQuery();
+    expect(await server.kill("SIGINT")).toBe(0);
+    expect(alive(redisPid)).toBe(false);
+  });
+
+  it("refuses to start a second redis-server on a data dir whose previous one outlived a killed service", async () => {
+    const { server, redisPid } = await startAndQuery();
+    // SIGKILL runs no exit hooks: the detached redis-server survives, still owning the AOF dir.
+    await server.kill("SIGKILL");
+    orphans.push(redisPid);
+    expect(alive(redisPid)).toBe(true);
+
+    const refused = await spawnServer(env).then(
+      (s) => (started.push(s), "started"),
+      (e: Error) => e.message,
+    );
+    expect(refused).toContain("exited with 1");
+    expect(refused).toContain(`a redis-server from an earlier run (pid ${redisPid}`);
+
+    // Once the operator stops it, as the message says, the service starts again.
+    process.kill(redisPid, "SIGTERM");
+    for (let i = 0; i < 100 && alive(redisPid); i++) await new Promise((r) => setTimeout(r, 50));
+    const again = await startAndQuery();
+    expect(await again.server.kill("SIGTERM")).toBe(0);
+  });
+
+  it("says how to get Redis when there is no redis-server on PATH", async () => {
+    const err = await spawnServer({ ...env, DATA_DIR: path.join(dataDir, "no-redis"), PATH: "/nonexistent" }).then(
+      (s) => (started.push(s), "started"),
+      (e: Error) => e.message,
+    );
+    expect(err).toContain("exited with 1");
+    expect(err).toContain("no redis-server was found on PATH");
+    expect(err).toContain("REDIS_URL");
+  });
+});
