@@ -1,5 +1,5 @@
-# The service image: Node 20, production dependencies only, started with `npm start` (tsx runs
-# the TypeScript sources directly, so there is no build step to drift from what tests run).
+# The service image: Node 20, production dependencies only, running the TypeScript sources
+# through tsx exactly as `npm start` does (no build step to drift from what tests run).
 FROM node:20-slim
 
 WORKDIR /app
@@ -24,4 +24,9 @@ USER node
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:4000/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
-CMD ["npm", "start"]
+# This is what `npm start` runs (tsx src/main.ts), minus the wrappers. Under `npm start`,
+# `docker stop` delivers SIGTERM to npm, which passes it to its `sh -c`, which dies without
+# passing it on: node never drains and is killed at the grace period. (Checked by hand:
+# SIGTERM to `npm start` left tsx and node running, orphaned.) Run directly, node gets
+# SIGTERM itself and drains; compose's `init: true` puts tini in front to reap children.
+CMD ["node", "--import", "tsx", "src/main.ts"]

@@ -18,17 +18,20 @@ try {
 const logger = createLogger({ level: config.log.level });
 
 let app: App | null = null;
-let stopping = false;
+let stoppingSince: number | null = null;
 // Installed before anything starts: a signal during start-up must still end in process.exit,
 // whose exit hooks stop an embedded redis-server, rather than in the default signal death.
 for (const sig of ["SIGTERM", "SIGINT"] as const) {
   process.on(sig, () => {
-    if (stopping) {
-      // A second signal (Ctrl-C twice) means "now": skip the rest of the drain.
+    if (stoppingSince !== null) {
+      // One stop request often arrives twice within milliseconds: Ctrl-C reaches the whole
+      // process group and the tsx CLI may relay it as well. A signal a second or more later is
+      // an operator asking again (Ctrl-C twice): skip the rest of the drain.
+      if (Date.now() - stoppingSince < 1_000) return;
       logger.warn({ signal: sig }, "second signal: exiting without finishing the drain");
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     if (!app) {
       logger.info({ signal: sig }, "signal during start-up: exiting");
       process.exit(1);
