@@ -32,4 +32,12 @@ describe("tenant-local calendar periods", () => {
     expect(p.day).toBe("2026-12-31");
     expect(p.monthEndsAt.toISOString()).toBe("2027-01-01T00:00:00.000Z");
   });
+
+  it("reuses a zone's periods within the day but never across midnight, in either direction", () => {
+    const tz = "Asia/Kolkata"; // UTC+05:30: local midnight is 18:30Z
+    expect(periodsAt(new Date("2026-05-10T18:29:59Z"), tz).day).toBe("2026-05-10");
+    expect(periodsAt(new Date("2026-05-10T18:30:00Z"), tz).day).toBe("2026-05-11");
+    expect(periodsAt(new Date("2026-05-10T10:00:00Z"), tz).day).toBe("2026-05-10");
+    expect(periodsAt(new Date("2026-05-11T18:29:59Z"), tz).day).toBe("2026-05-11");
+  });
 });

@@ -63,7 +63,24 @@ export function localMidnight(y: number, mo: number, d: number, timeZone: string
 
 const pad = (n: number, w = 2) => String(n).padStart(w, "0");
 
+/**
+ * Periods change only at local midnight, so the answer for a time zone is reused until its
+ * day ends (Intl formatting is one of the costlier steps of a reserve otherwise).
+ */
+const cached = new Map<string, { from: number; p: Periods }>();
+
 export function periodsAt(at: Date, timeZone: string): Periods {
+  const t = at.getTime();
+  const hit = cached.get(timeZone);
+  if (hit && t >= hit.from && t < hit.p.dayEndsAt.getTime()) return hit.p;
+  const p = computePeriods(at, timeZone);
+  // Valid from this day's local midnight (the previous day's end) to its own end.
+  const l = localParts(at, timeZone);
+  cached.set(timeZone, { from: localMidnight(l.y, l.mo, l.d, timeZone).getTime(), p });
+  return p;
+}
+
+function computePeriods(at: Date, timeZone: string): Periods {
   const l = localParts(at, timeZone);
   const next = new Date(Date.UTC(l.y, l.mo - 1, l.d + 1));
   const nextMonth = new Date(Date.UTC(l.y, l.mo, 1));
