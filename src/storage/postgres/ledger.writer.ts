@@ -3,11 +3,34 @@ import type { Db } from "./db.js";
 import { usageLedger } from "./schema/index.js";
 import type { LedgerEntry, LedgerWriter } from "../../domain/enforcement/types.js";
 import type { Logger } from "../../lib/logger.js";
+import { unnestInsert, type Column } from "./bulk-insert.js";
+
+const LEDGER_COLUMNS: Column<Pending>[] = [
+  { name: "reservation_id", type: "text", value: (p) => p.entry.reservationId },
+  { name: "entry", type: "text", value: (p) => p.entry.entry },
+  { name: "tenant_id", type: "text", value: (p) => p.entry.tenantId },
+  { name: "key_id", type: "text", value: (p) => p.entry.keyId },
+  { name: "subject", type: "text", value: (p) => p.entry.subject },
+  { name: "route", type: "text", value: (p) => p.entry.route },
+  { name: "model", type: "text", value: (p) => p.entry.model },
+  { name: "status", type: "text", value: (p) => p.entry.status },
+  { name: "input_tokens", type: "bigint", value: (p) => p.entry.inputTokens },
+  { name: "output_tokens", type: "bigint", value: (p) => p.entry.outputTokens },
+  { name: "reserved_input_tokens", type: "bigint", value: (p) => p.entry.reservedInputTokens },
+  { name: "reserved_output_tokens", type: "bigint", value: (p) => p.entry.reservedOutputTokens },
+  { name: "cost_nano", type: "bigint", value: (p) => p.entry.costNano },
+  { name: "overage", type: "boolean", value: (p) => p.entry.overage },
+  { name: "period_day", type: "text", value: (p) => p.entry.periodDay },
+  { name: "period_month", type: "text", value: (p) => p.entry.periodMonth },
+  { name: "reserved_at", type: "timestamptz", value: (p) => p.entry.reservedAt },
+];
 
 interface Pending {
   entry: LedgerEntry;
   resolve: () => void;
   reject: (e: unknown) => void;
+  /** When it was appended (ms): the batch's commit → durable lag is measured from its oldest row. */
+  at: number;
 }
 
 export interface GroupCommitStats {
@@ -38,7 +61,7 @@ export class PostgresLedgerWriter implements LedgerWriter {
 
   append(entry: LedgerEntry): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ entry, resolve, reject });
+      this.queue.push({ entry, resolve, reject, at: Date.now() });
       if (this.queue.length >= this.opts.maxBatch) this.kick();
       else if (!this.timer && !this.inFlight) this.timer = setTimeout(() => this.kick(), this.opts.lingerMs);
     });
@@ -51,14 +74,13 @@ export class PostgresLedgerWriter implements LedgerWriter {
     }
     if (this.inFlight || this.queue.length === 0) return;
     const batch = this.queue.splice(0, this.opts.maxBatch);
-    const started = Date.now();
     this.inFlight = this.write(batch)
       .then(
         () => {
           this.stats.batches++;
           this.stats.rows += batch.length;
           this.stats.lastBatchSize = batch.length;
-          this.onBatch?.(batch.length, Date.now() - started);
+          this.onBatch?.(batch.length, Date.now() - batch[0]!.at);
           for (const p of batch) p.resolve();
         },
         (err) => {
@@ -74,30 +96,7 @@ export class PostgresLedgerWriter implements LedgerWriter {
   }
 
   private async write(batch: Pending[]): Promise<void> {
-    await this.db
-      .insert(usageLedger)
-      .values(
-        batch.map(({ entry: e }) => ({
-          reservationId: e.reservationId,
-          entry: e.entry,
-          tenantId: e.tenantId,
-          keyId: e.keyId,
-          subject: e.subject,
-          route: e.route,
-          model: e.model,
-          status: e.status,
-          inputTokens: e.inputTokens,
-          outputTokens: e.outputTokens,
-          reservedInputTokens: e.reservedInputTokens,
-          reservedOutputTokens: e.reservedOutputTokens,
-          costNano: e.costNano,
-          overage: e.overage,
-          periodDay: e.periodDay,
-          periodMonth: e.periodMonth,
-          reservedAt: e.reservedAt,
-        })),
-      )
-      .onConflictDoNothing({ target: [usageLedger.reservationId, usageLedger.entry] });
+    await this.db.execute(unnestInsert("usage_ledger", LEDGER_COLUMNS, batch, "ON CONFLICT (reservation_id, entry) DO NOTHING"));
   }
 
   async totals(q: { tenantId: string; keyId: string | null; period: { day: string } | { month: string } }) {

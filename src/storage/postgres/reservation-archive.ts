@@ -4,8 +4,29 @@ import { reservations } from "./schema/index.js";
 import type { ArchivedReservation, ReservationArchive } from "../../domain/enforcement/ports.js";
 import { quotaLimitsOf } from "../redis/counter-store.js";
 import type { Logger } from "../../lib/logger.js";
+import { unnestInsert, type Column } from "./bulk-insert.js";
 
 type Row = typeof reservations.$inferInsert;
+
+const COLUMNS: Column<Row>[] = [
+  { name: "id", type: "text", value: (r) => r.id },
+  { name: "tenant_id", type: "text", value: (r) => r.tenantId },
+  { name: "key_id", type: "text", value: (r) => r.keyId },
+  { name: "subject", type: "text", value: (r) => r.subject ?? null },
+  { name: "route", type: "text", value: (r) => r.route },
+  { name: "model", type: "text", value: (r) => r.model },
+  { name: "input_tokens", type: "bigint", value: (r) => r.inputTokens },
+  { name: "output_tokens", type: "bigint", value: (r) => r.outputTokens },
+  { name: "cost_nano", type: "bigint", value: (r) => r.costNano },
+  { name: "input_nano_per_token", type: "bigint", value: (r) => r.inputNanoPerToken },
+  { name: "output_nano_per_token", type: "bigint", value: (r) => r.outputNanoPerToken },
+  { name: "period_day", type: "text", value: (r) => r.periodDay },
+  { name: "period_month", type: "text", value: (r) => r.periodMonth },
+  { name: "fail_open", type: "boolean", value: (r) => r.failOpen ?? false },
+  { name: "settle", type: "text", value: (r) => r.settle },
+  { name: "created_at", type: "timestamptz", value: (r) => r.createdAt },
+  { name: "expires_at", type: "timestamptz", value: (r) => r.expiresAt },
+];
 
 function toRow(r: ArchivedReservation): Row {
   return {
@@ -65,7 +86,7 @@ export class PostgresReservationArchive implements ReservationArchive {
         const batch = this.buffer.splice(0, this.opts.maxBatch);
         for (let attempt = 1; ; attempt++) {
           try {
-            await this.db.insert(reservations).values(batch).onConflictDoNothing();
+            await this.db.execute(unnestInsert("reservations", COLUMNS, batch, "ON CONFLICT (id) DO NOTHING"));
             break;
           } catch (err) {
             if (attempt >= 3) {
