@@ -73,29 +73,10 @@ describe("Redis down: fail closed, fast", () => {
 
   it("denies BACKEND_UNAVAILABLE within 250 ms at p99, never QUOTA_EXCEEDED, and nothing hangs", async () => {
     await redisServer.stop();
-    const latencies: number[] = [];
-    const reasons = new Set<string>();
-    // Waves of concurrent requests, like a gateway's traffic during an outage.
-    for (let wave = 0; wave < 10; wave++) {
-      const results = await Promise.all(
-        Array.from({ length: 20 }, async () => {
-          const started = performance.now();
-          const d = await reserve(gw, { apiKey: quotaKey.secret });
-          latencies.push(performance.now() - started);
-          return d;
-        }),
-      );
-      for (const d of results) {
-        reasons.add(d.reason);
-        expect(d).toMatchObject({ allowed: false, outcome: "DENY", reason: "BACKEND_UNAVAILABLE" });
-        expect(d.retryAfterMs).toBeGreaterThan(0);
-      }
-    }
-    latencies.sort((a, b) => a - b);
+    const latencies = await outageLatencies();
     const p99 = latencies[Math.floor(latencies.length * 0.99) - 1]!;
     console.log(`Redis down: reserve p50=${latencies[latencies.length >> 1]!.toFixed(1)}ms p99=${p99.toFixed(1)}ms max=${latencies.at(-1)!.toFixed(1)}ms over ${latencies.length}`);
     expect(p99).toBeLessThan(250);
-    expect([...reasons]).toEqual(["BACKEND_UNAVAILABLE"]);
   });
 
   it("a tier with only rate limits may fail open; its usage is still recorded in the ledger", async () => {
