@@ -1,3 +1,4 @@
 export * from "./tenancy.js";
 export * from "./ledger.js";
 export * from "./events.js";
+export * from "./webhooks.js";
