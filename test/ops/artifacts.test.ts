@@ -22,6 +22,21 @@ describe("generated artifacts match the code", () => {
     expect(committed, "schema/schema.graphql is stale: run `npm run schema:emit` and commit the result").toBe(fromCode);
   });
 
+  it("README.md documents every configuration variable, and only those", () => {
+    // The variables are the keys of config.ts's EnvSchema (two-space-indented UPPER_CASE keys).
+    const source = readFileSync(path.join(ROOT, "src/config/config.ts"), "utf8");
+    const start = source.indexOf("const EnvSchema = z.object({");
+    expect(start, "src/config/config.ts defines EnvSchema").toBeGreaterThan(-1);
+    const body = source.slice(start, source.indexOf("\n})", start));
+    const variables = [...body.matchAll(/^ {2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1]!);
+    expect(variables).toContain("DATABASE_URL");
+
+    const readme = readFileSync(path.join(ROOT, "README.md"), "utf8");
+    const documented = [...readme.matchAll(/^\| `([A-Z][A-Z0-9_]+)` \|/gm)].map((m) => m[1]!);
+    expect(variables.filter((v) => !documented.includes(v)), "add a row to README.md's Configuration table").toEqual([]);
+    expect(documented.filter((v) => !variables.includes(v)), "README.md documents variables config.ts no longer reads").toEqual([]);
+  });
+
   describe("drizzle migrations", () => {
     const tmp = mkdtempSync(path.join(os.tmpdir(), "drizzle-check-"));
     afterAll(() => rmSync(tmp, { recursive: true, force: true }));
