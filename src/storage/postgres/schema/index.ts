@@ -2,3 +2,4 @@ export * from "./tenancy.js";
 export * from "./ledger.js";
 export * from "./events.js";
 export * from "./webhooks.js";
+export * from "./usage.js";
