@@ -243,6 +243,41 @@ describe("HTTP hardening of the composed service", () => {
   });
 });
 
+describe("an internal fault in a production operation", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(async () => t?.close());
+
+  it("answers `tenants` with a masked INTERNAL_SERVER_ERROR carrying x-request-id once its table is gone", async () => {
+    expect((await t.admin.ok(`{ tenants { nodes { id } } }`)).tenants.nodes).toEqual([]);
+    // The test's own database: the repository's SELECT now fails inside the driver.
+    const c = new pg.Client({ connectionString: t.databaseUrl });
+    await c.connect();
+    try {
+      await c.query("ALTER TABLE tenants RENAME TO tenants_moved_by_test");
+      const res = await fetch(t.url, { method: "POST", headers: JSON_AUTH, body: JSON.stringify({ query: "{ tenants { nodes { id } } }" }) });
+      const text = await res.text();
+      const body = JSON.parse(text);
+      const requestId = res.headers.get("x-request-id");
+      expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(body.data).toBeNull();
+      expect(body.errors).toEqual([
+        { message: "Internal server error", path: ["tenants"], extensions: { code: "INTERNAL_SERVER_ERROR", requestId } },
+      ]);
+      for (const leak of ["relation", "does not exist", "select", "Failed query", "stack", "node_modules", "tenants_moved"]) {
+        expect(text.toLowerCase(), `response leaks "${leak}"`).not.toContain(leak.toLowerCase());
+      }
+    } finally {
+      await c.query("ALTER TABLE IF EXISTS tenants_moved_by_test RENAME TO tenants");
+      await c.end();
+    }
+    // And the service recovers with the table back.
+    expect((await t.admin.ok(`{ tenants { nodes { id } } }`)).tenants.nodes).toEqual([]);
+  });
+});
+
 describe("introspection follows the environment", () => {
   const introspect = `{ __schema { queryType { name } } }`;
 
