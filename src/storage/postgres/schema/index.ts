@@ -3,3 +3,4 @@ export * from "./ledger.js";
 export * from "./events.js";
 export * from "./webhooks.js";
 export * from "./usage.js";
+export * from "./abuse.js";
