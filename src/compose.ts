@@ -29,6 +29,11 @@ import { PostgresTenantRepository } from "./storage/postgres/tenants.repository.
 import { PostgresModelRepository } from "./storage/postgres/models.repository.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
+import { ServiceMetrics } from "./metrics/service-metrics.js";
+import { instrumentCounterStore } from "./metrics/instrumented-counter-store.js";
+import { operationMetricsPlugin } from "./metrics/operation-metrics.plugin.js";
+import { outboxLagReader } from "./metrics/outbox-lag.js";
+import { metricsRoute } from "./metrics/metrics-route.js";
 
 /** The long-lived services resolvers and jobs use. Built only here. */
 export interface Services {
@@ -52,6 +57,8 @@ export interface Services {
   clock: Clock;
   config: Config;
   logger: Logger;
+  /** Prometheus series (/metrics); `metrics.jobs` is for background workers to report runs. */
+  metrics: ServiceMetrics;
 }
 
 export interface App {
@@ -76,6 +83,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const database = await openDatabase(config.postgres);
   cleanups.push(() => database.close());
   await database.migrate();
+  const metrics = new ServiceMetrics({ defaultMetrics: true, outboxLag: outboxLagReader(database.db) });
 
   let embedded: EmbeddedRedis | null = null;
   let redisUrl = config.redis.url;
@@ -86,12 +94,18 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   }
   const redisSettings = { ...config.redis, url: redisUrl ?? "" };
   const redis = createHotPathRedis(redisSettings);
-  redis.on("error", (err) => logger.warn({ err: err.message }, "redis connection error"));
+  redis.on("error", (err) => {
+    metrics.redisConnectionError("hot-path");
+    logger.warn({ err: err.message }, "redis connection error");
+  });
   cleanups.push(async () => redis.disconnect());
   if (embedded) cleanups.push(() => embedded!.stop());
 
   const subscriber = createSubscriberRedis(redisSettings);
-  subscriber.on("error", (err) => logger.warn({ err: err.message }, "redis subscriber error"));
+  subscriber.on("error", (err) => {
+    metrics.redisConnectionError("subscriber");
+    logger.warn({ err: err.message }, "redis subscriber error");
+  });
   cleanups.push(async () => subscriber.disconnect());
   const invalidation = new InvalidationBus(redis, subscriber, config.redis.keyPrefix, logger);
   await invalidation.start();
@@ -133,6 +147,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     if (m.kind === "tier" || m.kind === "tenant" || m.kind === "model" || m.kind === "all") policyCache.invalidate(m.kind, m.id);
   });
   const ledger = new PostgresLedgerWriter(db, { lingerMs: config.ledger.lingerMs, maxBatch: config.ledger.maxBatch, logger });
+  ledger.onBatch = metrics.ledgerBatch;
   // Runs before the database closes (cleanups run in reverse): every acknowledged commit is durable.
   cleanups.push(() => ledger.flush());
   const archive = new PostgresReservationArchive(db, { lingerMs: 20, maxBatch: 1_000, logger });
@@ -140,17 +155,18 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const enforcement = new EnforcementService({
     keys: apiKeyVerifier,
     policy: policyCache,
-    counters: new RedisCounterStore(redis),
+    counters: instrumentCounterStore(new RedisCounterStore(redis), metrics),
     ledger,
     archive,
     clock: redisClock,
     logger,
+    metrics: metrics.enforcement,
     storeTimeoutMs: config.redis.commandTimeoutMs,
   });
   if (config.workersEnabled) {
     // Until the BullMQ sweeper takes over: return expired holds every few seconds.
     const sweep = setInterval(() => {
-      enforcement.sweepExpired().catch((err) => logger.warn({ err: (err as Error).message }, "reservation sweep failed"));
+      metrics.jobs.time("enforcement", "reservation-expiry", () => enforcement.sweepExpired()).catch((err) => logger.warn({ err: (err as Error).message }, "reservation sweep failed"));
     }, 5_000);
     sweep.unref();
     cleanups.push(async () => clearInterval(sweep));
@@ -165,7 +181,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const services: Services = {
     auth, audit, apiKeys, credentials, apiKeyVerifier, enforcement, ledger, policyCache,
     tiers, tenants, models,
-    db, redis, invalidation, clock, config, logger,
+    db, redis, invalidation, clock, config, logger, metrics,
   };
 
   const schema = await buildApiSchema();
@@ -177,6 +193,8 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     maxDepth: config.graphql.maxDepth,
     maxComplexity: config.graphql.maxComplexity,
     maxBodyBytes: config.http.maxBodyBytes,
+    plugins: [operationMetricsPlugin(metrics.operationDuration)],
+    routes: { "/metrics": metricsRoute(metrics, (err) => logger.warn({ err }, "metrics collection failed")) },
   });
 
   let stopped = false;

@@ -19,6 +19,8 @@ export interface ApiServerOptions {
   maxDepth: number;
   maxComplexity: number;
   maxBodyBytes: number;
+  /** Extra Apollo plugins (e.g. operation metrics), run after the built-in ones. */
+  plugins?: ApolloServerPlugin<GraphQLContext>[];
   /** Extra plain-HTTP routes (e.g. /metrics), answered before GraphQL. */
   routes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
 }
@@ -156,7 +158,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     includeStacktraceInErrorResponses: false,
     validationRules: [depthLimitRule(opts.maxDepth)],
     formatError: makeFormatError({ onInternal: () => {} }),
-    plugins: [complexityPlugin, requestIdPlugin, ApolloServerPluginLandingPageDisabled()],
+    plugins: [complexityPlugin, requestIdPlugin, ApolloServerPluginLandingPageDisabled(), ...(opts.plugins ?? [])],
     logger: {
       debug: (m) => logger.debug(m),
       info: (m) => logger.info(m),
