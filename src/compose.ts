@@ -27,6 +27,16 @@ import { ModelsService } from "./domain/billing/models.service.js";
 import { PostgresTierRepository } from "./storage/postgres/tiers.repository.js";
 import { PostgresTenantRepository } from "./storage/postgres/tenants.repository.js";
 import { PostgresModelRepository } from "./storage/postgres/models.repository.js";
+import { UsageService } from "./domain/usage/usage.service.js";
+import { RollupService } from "./domain/usage/rollup.service.js";
+import { QuotaLifecycleService } from "./domain/usage/quota-lifecycle.service.js";
+import { ReconciliationService } from "./domain/usage/reconciliation.service.js";
+import { PostgresUsageReader } from "./storage/postgres/usage-report.js";
+import { PostgresRollupStore } from "./storage/postgres/usage-rollups.js";
+import { PostgresQuotaStateStore } from "./storage/postgres/usage-quota-state.js";
+import { PostgresReconciliationStore } from "./storage/postgres/usage-reconciliation.js";
+import { RedisQuotaCounters } from "./storage/redis/usage-counters.js";
+import { JobSystem } from "./jobs/job-system.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
 import { ServiceMetrics } from "./metrics/service-metrics.js";
@@ -46,6 +56,10 @@ export interface Services {
   enforcement: EnforcementService;
   ledger: PostgresLedgerWriter;
   policyCache: PolicyCache;
+  /** Usage reports: rollups plus the ledger rows not rolled up yet (exact at any moment). */
+  usage: UsageService;
+  /** BullMQ queues (every process) and, with WORKERS_ENABLED, the quota lifecycle's workers and schedulers. */
+  jobs: JobSystem;
   /** Operator CRUD of tiers, tenants, models and prices; getTier/getTenant/getModel are plain reads. */
   tiers: TiersService;
   tenants: TenantsService;
@@ -152,6 +166,8 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   cleanups.push(() => ledger.flush());
   const archive = new PostgresReservationArchive(db, { lingerMs: 20, maxBatch: 1_000, logger });
   cleanups.push(() => archive.flush());
+  // Set once the job system exists (below): commits before that have nobody to tell.
+  let jobs: JobSystem | null = null;
   const enforcement = new EnforcementService({
     keys: apiKeyVerifier,
     policy: policyCache,
@@ -162,14 +178,41 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     logger,
     metrics: metrics.enforcement,
     storeTimeoutMs: config.redis.commandTimeoutMs,
+    onCommitted: (info) => jobs?.notifyCommitted(info),
   });
+  // ── quota lifecycle: rollups, thresholds, degradation, period resets, sweeper, reconciliation ──
+  const usage = new UsageService({ reader: new PostgresUsageReader(db) });
+  const rollups = new RollupService({ store: new PostgresRollupStore(db, { logger }), logger });
+  const quota = new QuotaLifecycleService({ store: new PostgresQuotaStateStore(db), clock: redisClock, logger });
+  const reconciliation = new ReconciliationService({
+    counters: new RedisQuotaCounters(redis),
+    store: new PostgresReconciliationStore(db),
+    clock: redisClock,
+    logger,
+  });
+  const jobSystem = new JobSystem({
+    redis: redisSettings,
+    logger,
+    rollups,
+    quota,
+    reconciliation,
+    sweepExpired: () => enforcement.sweepExpired(),
+  });
+  // Closed before the ledger flushes and the connections close (cleanups run in reverse), so a
+  // running job (a sweep appending EXPIRY rows) finishes first.
+  cleanups.push(() => jobSystem.close());
+  await jobSystem.start();
+  jobs = jobSystem;
   if (config.workersEnabled) {
-    // Until the BullMQ sweeper takes over: return expired holds every few seconds.
-    const sweep = setInterval(() => {
-      metrics.jobs.time("enforcement", "reservation-expiry", () => enforcement.sweepExpired()).catch((err) => logger.warn({ err: (err as Error).message }, "reservation sweep failed"));
-    }, 5_000);
-    sweep.unref();
-    cleanups.push(async () => clearInterval(sweep));
+    await jobSystem.startWorkers();
+    // A raised limit or a new tier may resolve thresholds or lift rungs without any new usage.
+    invalidation.onInvalidate((m) => {
+      if (m.kind !== "tier" && m.kind !== "tenant" && m.kind !== "apiKey") return;
+      quota
+        .tenantsAffectedBy({ kind: m.kind, id: m.id })
+        .then((ids) => ids.forEach((t) => jobSystem.enqueueEvaluation(t)))
+        .catch((err) => logger.warn({ err: (err as Error).message }, "could not queue quota evaluations after an operator change"));
+    });
   }
 
   const tierRepository = new PostgresTierRepository(db);
@@ -181,6 +224,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const services: Services = {
     auth, audit, apiKeys, credentials, apiKeyVerifier, enforcement, ledger, policyCache,
     tiers, tenants, models,
+    usage, jobs: jobSystem,
     db, redis, invalidation, clock, config, logger, metrics,
   };
 

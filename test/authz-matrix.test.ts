@@ -70,6 +70,8 @@ const EXPECTED_ROLES: Record<string, Role[]> = {
   "Mutation.checkAndReserve": ENFORCEMENT,
   "Mutation.commit": ENFORCEMENT,
   "Mutation.release": ENFORCEMENT,
+  // usage reports (issue 4): operators, billing systems, tenant admins for their own tenant
+  "Query.usage": ["ADMIN", "TENANT_ADMIN", "BILLING"],
 };
 
 /** A well-formed value per scalar, so a call gets past GraphQL validation to the role check. */

@@ -31,6 +31,11 @@ export interface EnforcementServiceOptions {
   metrics?: EnforcementMetrics;
   /** How long the store may take; a reserve script that starts later does nothing. */
   storeTimeoutMs: number;
+  /**
+   * Told after a commit's ledger row is durable (not for replays), synchronously and never
+   * awaited: it may only note the fact, e.g. queue a quota threshold evaluation. Must not throw.
+   */
+  onCommitted?: (info: { tenantId: string; keyId: string; reservationId: string; overage: boolean }) => void;
   /** The global spend breaker (cached flag); open = deny all but CRITICAL. */
   globalBreakerOpen?: () => boolean;
 }
@@ -450,6 +455,7 @@ export class EnforcementService {
       periodMonth: r.month,
       reservedAt: r.reservedAt,
     });
+    if (out.kind !== "replay") this.notifyCommitted({ tenantId: r.tenantId, keyId: r.keyId, reservationId: r.id, overage });
     return {
       reservationId: r.id,
       inputTokens: input.inputTokens,
@@ -459,6 +465,15 @@ export class EnforcementService {
       replayed: out.kind === "replay",
       limits: this.commitLimits(r, out.quotas),
     };
+  }
+
+  private notifyCommitted(info: { tenantId: string; keyId: string; reservationId: string; overage: boolean }): void {
+    if (!this.o.onCommitted) return;
+    try {
+      this.o.onCommitted(info);
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, "onCommitted hook failed");
+    }
   }
 
   async release(reservationId: string, actor: Actor): Promise<ReleaseResult> {

@@ -6,6 +6,7 @@ import { EnforcementResolver } from "./enforcement.resolver.js";
 import { TierResolver } from "./tier.resolver.js";
 import { TenantResolver } from "./tenant.resolver.js";
 import { ModelResolver } from "./model.resolver.js";
+import { UsageResolver } from "./usage.resolver.js";
 
 /**
  * Every resolver class of the API. A class missing here is missing from the schema (and the
@@ -19,4 +20,5 @@ export const resolvers: NonEmptyArray<Function> = [
   TierResolver,
   TenantResolver,
   ModelResolver,
+  UsageResolver,
 ];

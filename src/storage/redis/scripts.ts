@@ -17,6 +17,7 @@ export const SCRIPTS = {
   settle: load("settle"),
   seed: load("seed"),
   restore: load("restore"),
+  reconcile: load("reconcile"),
 } as const;
 
 type ScriptName = keyof typeof SCRIPTS;
@@ -26,6 +27,7 @@ interface ScriptCommands {
   llmSettle(numKeys: number, ...args: string[]): Promise<unknown>;
   llmSeed(numKeys: number, ...args: string[]): Promise<unknown>;
   llmRestore(numKeys: number, ...args: string[]): Promise<unknown>;
+  llmReconcile(numKeys: number, ...args: string[]): Promise<unknown>;
 }
 
 const COMMAND_NAME: Record<ScriptName, keyof ScriptCommands> = {
@@ -33,6 +35,7 @@ const COMMAND_NAME: Record<ScriptName, keyof ScriptCommands> = {
   settle: "llmSettle",
   seed: "llmSeed",
   restore: "llmRestore",
+  reconcile: "llmReconcile",
 };
 
 /** Typed access to the scripts on one connection (defined once per connection). */
