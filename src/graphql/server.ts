@@ -35,6 +35,9 @@ export interface ApiServer {
 
 class BodyTooLarge extends Error {}
 
+/** How long close() lets in-flight requests finish (below the usual 30 s kill deadline). */
+const DRAIN_GRACE_MS = 20_000;
+
 /**
  * Reads the body, refusing it as soon as it is known to exceed `limit` (declared length, or
  * bytes seen so far for chunked bodies), so an oversized body is never buffered whole.
@@ -237,7 +240,12 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     }
   };
 
+  // Set by close(). A keep-alive client (every gateway's connection pool) would otherwise keep
+  // its sockets busy forever and server.close() would never finish: while draining, each
+  // response says "Connection: close", so every socket ends after the request it is serving.
+  let draining = false;
   const server = http.createServer((req, res) => {
+    if (draining) res.setHeader("connection", "close");
     handler(req, res).catch((err) => {
       logger.error({ err }, "unhandled http error");
       if (!res.headersSent) sendJson(res, 500, { errors: [{ message: "Internal server error", extensions: { code: "INTERNAL_SERVER_ERROR" } }] });
@@ -259,8 +267,19 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       });
     },
     async close() {
+      draining = true;
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        // A request still running after the grace period loses its socket rather than holding
+        // the process past the orchestrator's kill deadline (a commit cut here was never acked).
+        const force = setTimeout(() => server.closeAllConnections(), DRAIN_GRACE_MS);
+        // A response already on its way when the drain began went out without
+        // "Connection: close"; its socket turns idle afterwards and is closed here.
+        const sweep = setInterval(() => server.closeIdleConnections(), 50);
+        server.close(() => {
+          clearTimeout(force);
+          clearInterval(sweep);
+          resolve();
+        });
         server.closeIdleConnections();
       });
       await apollo.stop();
