@@ -280,9 +280,11 @@ describe("an internal fault in a production operation", () => {
 
 describe("introspection follows the environment", () => {
   const introspect = `{ __schema { queryType { name } } }`;
+  // Production refuses development defaults for secrets, so it gets real-looking ones.
+  const production = { NODE_ENV: "production", WEBHOOK_SECRET_KEY: "hardening-test-webhook-key-0123456789abcdef" };
 
   it("is refused with NODE_ENV=production, while ordinary queries work", async () => {
-    const t = await startTestApp({ NODE_ENV: "production" });
+    const t = await startTestApp(production);
     try {
       const r = await t.admin.request(introspect);
       expect(r.status).toBe(400);
@@ -295,7 +297,7 @@ describe("introspection follows the environment", () => {
   });
 
   it("is served in production when GRAPHQL_INTROSPECTION=true", async () => {
-    const t = await startTestApp({ NODE_ENV: "production", GRAPHQL_INTROSPECTION: "true" });
+    const t = await startTestApp({ ...production, GRAPHQL_INTROSPECTION: "true" });
     try {
       expect((await t.admin.ok(introspect)).__schema.queryType.name).toBe("Query");
     } finally {
