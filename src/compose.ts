@@ -37,6 +37,18 @@ import { PostgresQuotaStateStore } from "./storage/postgres/usage-quota-state.js
 import { PostgresReconciliationStore } from "./storage/postgres/usage-reconciliation.js";
 import { RedisQuotaCounters } from "./storage/redis/usage-counters.js";
 import { JobSystem } from "./jobs/job-system.js";
+import { PostgresOutbox } from "./storage/postgres/outbox.repository.js";
+import { PostgresWebhookRepository } from "./storage/postgres/webhooks.repository.js";
+import { RedisQuotaEventChannel } from "./storage/redis/quota-event-channel.js";
+import { QuotaEventFeed } from "./domain/events/event-feed.js";
+import { QuotaEventService } from "./domain/events/quota-events.service.js";
+import { WebhookService } from "./domain/events/webhooks.service.js";
+import { WebhookSecretBox } from "./domain/events/webhook-secrets.js";
+import { WebhookTargetPolicy } from "./domain/events/webhook-targets.js";
+import { WebhookDeliverer } from "./domain/events/webhook-delivery.js";
+import { HttpWebhookTransport, systemResolver } from "./jobs/webhook-sender.js";
+import { WebhookDispatcher } from "./jobs/webhook-dispatcher.js";
+import { OutboxRelay } from "./jobs/relay.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
 import { ServiceMetrics } from "./metrics/service-metrics.js";
@@ -60,6 +72,13 @@ export interface Services {
   usage: UsageService;
   /** BullMQ queues (every process) and, with WORKERS_ENABLED, the quota lifecycle's workers and schedulers. */
   jobs: JobSystem;
+  /** Event producers write here, in the transaction of the event's cause: `outbox.append(tx, event)`. */
+  outbox: PostgresOutbox;
+  /** quotaEvents(after, first) and subscription authorization. */
+  quotaEvents: QuotaEventService;
+  /** This replica's ordered, gap-checked stream of published events, for subscriptions. */
+  eventFeed: QuotaEventFeed;
+  webhooks: WebhookService;
   /** Operator CRUD of tiers, tenants, models and prices; getTier/getTenant/getModel are plain reads. */
   tiers: TiersService;
   tenants: TenantsService;
@@ -221,9 +240,42 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const tenants = new TenantsService({ repo: tenantRepository, tiers: tierRepository, audit, invalidation, clock });
   const models = new ModelsService({ repo: new PostgresModelRepository(db), audit, invalidation, clock });
 
+  // ── quota events: outbox → relay → subscriptions (Redis pub/sub) and webhooks ──
+  const outbox = new PostgresOutbox(db, { clock });
+  const eventSubscriber = createSubscriberRedis(redisSettings);
+  eventSubscriber.on("error", (err) => logger.warn({ err: err.message }, "redis event subscriber error"));
+  cleanups.push(async () => eventSubscriber.disconnect());
+  const eventChannel = new RedisQuotaEventChannel(redis, eventSubscriber, config.redis.keyPrefix, logger);
+  await eventChannel.start();
+  const eventFeed = new QuotaEventFeed({ source: eventChannel, reader: outbox, logger });
+  await eventFeed.start();
+  cleanups.push(() => eventFeed.stop());
+  const quotaEvents = new QuotaEventService({ reader: outbox });
+  const webhookRepository = new PostgresWebhookRepository(db);
+  const webhookSecrets = new WebhookSecretBox(config.webhooks.secretKey);
+  const webhookTargets = new WebhookTargetPolicy({ allowPrivate: config.webhooks.allowPrivateTargets, resolve: systemResolver });
+  const webhooks = new WebhookService({ repository: webhookRepository, secrets: webhookSecrets, targets: webhookTargets, audit, clock });
+  if (config.workersEnabled) {
+    const deliverer = new WebhookDeliverer({
+      store: webhookRepository,
+      transport: new HttpWebhookTransport(webhookTargets),
+      secrets: webhookSecrets,
+      clock,
+      timeoutMs: config.webhooks.timeoutMs,
+      logger,
+    });
+    const dispatcher = new WebhookDispatcher({ store: webhookRepository, deliverer, logger, timeoutMs: config.webhooks.timeoutMs });
+    const relay = new OutboxRelay({ store: outbox, publisher: eventChannel, logger, onDeliveries: () => dispatcher.kick() });
+    relay.start();
+    dispatcher.start();
+    // Stopped first (cleanups run in reverse): an in-flight batch or attempt finishes and is recorded.
+    cleanups.push(() => dispatcher.stop(), () => relay.stop());
+  }
+
   const services: Services = {
     auth, audit, apiKeys, credentials, apiKeyVerifier, enforcement, ledger, policyCache,
     tiers, tenants, models,
+    outbox, quotaEvents, eventFeed, webhooks,
     usage, jobs: jobSystem,
     db, redis, invalidation, clock, config, logger, metrics,
   };

@@ -70,6 +70,14 @@ const EXPECTED_ROLES: Record<string, Role[]> = {
   "Mutation.checkAndReserve": ENFORCEMENT,
   "Mutation.commit": ENFORCEMENT,
   "Mutation.release": ENFORCEMENT,
+  // quota events and webhooks (issue 4): billing systems and tenant admins read events (their own
+  // tenant's when bound); ADMIN manages every webhook endpoint, a TENANT_ADMIN its own tenant's
+  "Query.quotaEvents": ["ADMIN", "TENANT_ADMIN", "BILLING"],
+  "Query.webhookEndpoints": ["ADMIN", "TENANT_ADMIN"],
+  "Query.webhookDeliveries": ["ADMIN", "TENANT_ADMIN"],
+  "Mutation.createWebhookEndpoint": ["ADMIN", "TENANT_ADMIN"],
+  "Mutation.rotateWebhookSecret": ["ADMIN", "TENANT_ADMIN"],
+  "Mutation.deleteWebhookEndpoint": ["ADMIN", "TENANT_ADMIN"],
   // usage reports (issue 4): operators, billing systems, tenant admins for their own tenant
   "Query.usage": ["ADMIN", "TENANT_ADMIN", "BILLING"],
 };

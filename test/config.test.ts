@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig, type Config } from "../src/config/config.js";
+import { ConfigError, DEV_WEBHOOK_SECRET_KEY, loadConfig, type Config } from "../src/config/config.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -70,7 +70,7 @@ describe("loadConfig", () => {
       ledger: { lingerMs: 2, maxBatch: 1_000 },
       cacheTtlMs: 5_000,
       workersEnabled: true,
-      webhooks: { allowPrivateTargets: false },
+      webhooks: { allowPrivateTargets: false, secretKey: DEV_WEBHOOK_SECRET_KEY, timeoutMs: 10_000 },
     };
     expect(loadConfig({})).toEqual(expected);
   });
@@ -84,8 +84,9 @@ describe("loadConfig", () => {
   });
 
   it("turns introspection off in production unless GRAPHQL_INTROSPECTION says otherwise", () => {
-    expect(loadConfig({ NODE_ENV: "production" }).graphql.introspection).toBe(false);
-    expect(loadConfig({ NODE_ENV: "production", GRAPHQL_INTROSPECTION: "true" }).graphql.introspection).toBe(true);
+    const key = { WEBHOOK_SECRET_KEY: "k".repeat(32) };
+    expect(loadConfig({ NODE_ENV: "production", ...key }).graphql.introspection).toBe(false);
+    expect(loadConfig({ NODE_ENV: "production", GRAPHQL_INTROSPECTION: "true", ...key }).graphql.introspection).toBe(true);
     expect(loadConfig({ NODE_ENV: "development", GRAPHQL_INTROSPECTION: "no" }).graphql.introspection).toBe(false);
   });
 

@@ -15,6 +15,13 @@ const list = (def: string[]) =>
     .optional()
     .transform((v) => (v === undefined || v.trim() === "" ? def : v.split(",").map((s) => s.trim()).filter(Boolean)));
 
+/**
+ * DEVELOPMENT ONLY. Encrypts webhook secrets when WEBHOOK_SECRET_KEY is unset, so `npm start`
+ * works out of the box. It is public (it is in this file), so it protects nothing; config refuses
+ * it with NODE_ENV=production.
+ */
+export const DEV_WEBHOOK_SECRET_KEY = "dev-only-webhook-secret-key--public--never-use-in-production";
+
 const EnvSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   HOST: z.string().default("127.0.0.1"),
@@ -64,6 +71,14 @@ const EnvSchema = z.object({
   WORKERS_ENABLED: bool(true),
   /** Webhook targets on loopback/private/link-local addresses are refused unless allowed. */
   WEBHOOK_ALLOW_PRIVATE_TARGETS: bool(false),
+  /**
+   * Key material for encrypting webhook signing secrets at rest (AES-256-GCM under an HKDF-derived
+   * key). The signer needs the plain secret, so it cannot be hashed; this key keeps a database
+   * dump from yielding it. Unset: a development key, refused with NODE_ENV=production.
+   */
+  WEBHOOK_SECRET_KEY: z.string().min(32, "must be at least 32 characters").optional(),
+  /** One webhook attempt's time limit (connect to last byte); a worker's claim lasts 5 s longer. */
+  WEBHOOK_TIMEOUT_MS: int(10_000, 500, 120_000),
 })
   // Cross-field rules run in the same pass as the per-variable ones (`when` keeps them running
   // even after a variable failed to parse), so an operator sees every problem in one go
@@ -80,6 +95,13 @@ const EnvSchema = z.object({
             message: `required because ${set.join(", ")} ${set.length === 1 ? "is" : "are"} set (OIDC needs OIDC_JWKS_URL, OIDC_ISSUER and OIDC_AUDIENCE together, or none)`,
           });
         }
+      }
+      if (e.NODE_ENV === "production" && (e.WEBHOOK_SECRET_KEY === undefined || e.WEBHOOK_SECRET_KEY === DEV_WEBHOOK_SECRET_KEY)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["WEBHOOK_SECRET_KEY"],
+          message: "required with NODE_ENV=production (at least 32 random characters, e.g. `openssl rand -base64 48`): the development default would let anyone decrypt stored webhook secrets",
+        });
       }
       const algorithms = Array.isArray(e.OIDC_ALGORITHMS) ? e.OIDC_ALGORITHMS : [];
       const symmetric = algorithms.filter((a) => a.toLowerCase() === "none" || a.toUpperCase().startsWith("HS"));
@@ -121,7 +143,12 @@ export interface Config {
   ledger: { lingerMs: number; maxBatch: number };
   cacheTtlMs: number;
   workersEnabled: boolean;
-  webhooks: { allowPrivateTargets: boolean };
+  webhooks: {
+    allowPrivateTargets: boolean;
+    /** Encrypts signing secrets at rest; DEV_WEBHOOK_SECRET_KEY outside production when unset. */
+    secretKey: string;
+    timeoutMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -186,6 +213,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ledger: { lingerMs: e.LEDGER_LINGER_MS, maxBatch: e.LEDGER_MAX_BATCH },
     cacheTtlMs: e.CACHE_TTL_MS,
     workersEnabled: e.WORKERS_ENABLED,
-    webhooks: { allowPrivateTargets: e.WEBHOOK_ALLOW_PRIVATE_TARGETS },
+    webhooks: {
+      allowPrivateTargets: e.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+      secretKey: e.WEBHOOK_SECRET_KEY ?? DEV_WEBHOOK_SECRET_KEY,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+    },
   };
 }

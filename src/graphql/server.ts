@@ -10,6 +10,7 @@ import type { GraphQLContext } from "./context.js";
 import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
+import { attachSubscriptionServer } from "./subscriptions.js";
 
 export interface ApiServerOptions {
   schema: GraphQLSchema;
@@ -253,6 +254,18 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     });
   });
   server.keepAliveTimeout = 65_000;
+  // graphql-ws on the same port and path: upgrades of /graphql become subscription sockets.
+  const subscriptions = attachSubscriptionServer({
+    httpServer: server,
+    schema: opts.schema,
+    services: opts.services,
+    logger,
+    path: "/graphql",
+    maxDepth: opts.maxDepth,
+    maxComplexity: opts.maxComplexity,
+    maxPayloadBytes: opts.maxBodyBytes,
+    recheckMs: opts.services.config.cacheTtlMs,
+  });
 
   return {
     apollo,
@@ -267,6 +280,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       });
     },
     async close() {
+      // Sockets first: server.close() waits for every connection, upgraded ones included.
+      await subscriptions.close();
       draining = true;
       await new Promise<void>((resolve) => {
         // A request still running after the grace period loses its socket rather than holding

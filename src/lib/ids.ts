@@ -14,6 +14,7 @@ export const ID_PREFIX = {
   event: "evt",
   audit: "aud",
   webhook: "wh",
+  webhookDelivery: "whd",
   anomaly: "anm",
 } as const;
 export type IdKind = keyof typeof ID_PREFIX;

@@ -44,6 +44,8 @@ export function testEnv(databaseUrl: string, extra: Record<string, string> = {})
     REDIS_KEY_PREFIX: `${uniqueName("k")}:`,
     BOOTSTRAP_ADMIN_TOKEN: BOOTSTRAP_TOKEN,
     WORKERS_ENABLED: "false",
+    // Production-mode test apps need a real key (config refuses the development default there).
+    WEBHOOK_SECRET_KEY: "test-webhook-secret-key-0123456789abcdef",
     ...extra,
   };
 }

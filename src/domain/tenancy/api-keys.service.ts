@@ -6,6 +6,8 @@ import { isIdOf, newId } from "../../lib/ids.js";
 import { MAX_COUNTER_NANO, formatUsd } from "../billing/money.js";
 import { apiKeyFormat, hashToken, mintToken, publicPrefix, type TokenFormat } from "../../auth/api-key-format.js";
 import { assertTenantVisible } from "./access.js";
+import { keyRevokedEvent } from "../events/catalog.js";
+import type { NewQuotaEvent } from "../events/types.js";
 
 /**
  * Tenant API keys: created for a tenant, shown once, stored as a hash, rotated with an overlap
@@ -32,8 +34,11 @@ export interface ApiKeyRepository {
   findForVerification(id: string): Promise<ApiKeyRecord | null>;
   /** Keys of a tenant ordered by id, strictly after `afterId`, at most `limit`. */
   listByTenant(tenantId: string, afterId: string | null, limit: number): Promise<ApiKey[]>;
-  /** Marks an ACTIVE key REVOKED at `at`; null when the key is unknown or not ACTIVE. */
-  revoke(id: string, at: Date): Promise<ApiKey | null>;
+  /**
+   * Marks an ACTIVE key REVOKED at `at`; null when the key is unknown or not ACTIVE. When it
+   * revokes, `event` of the revoked key is appended to the outbox in the same transaction.
+   */
+  revoke(id: string, at: Date, event?: (revoked: ApiKey) => NewQuotaEvent): Promise<ApiKey | null>;
   /** Runs `fn` in one database transaction: everything it wrote is undone when it throws. */
   transaction<T>(fn: (tx: ApiKeyTransaction) => Promise<T>): Promise<T>;
 }
@@ -213,7 +218,8 @@ export class ApiKeyService {
     requireAdmin(actor);
     if (!isIdOf("apiKey", id)) throw notFound("api key", id);
     const now = this.opts.clock.now();
-    const revoked = await this.opts.repository.revoke(id, now);
+    // key.revoked is written with the revocation itself, so billing hears of every revocation once.
+    const revoked = await this.opts.repository.revoke(id, now, (k) => keyRevokedEvent(k, actor));
     const apiKey = revoked ?? (await this.opts.repository.findById(id));
     if (!apiKey) throw notFound("api key", id);
     // Published even when already revoked: a replica that missed the first message drops it now.

@@ -6,6 +6,8 @@ import { EnforcementResolver } from "./enforcement.resolver.js";
 import { TierResolver } from "./tier.resolver.js";
 import { TenantResolver } from "./tenant.resolver.js";
 import { ModelResolver } from "./model.resolver.js";
+import { EventResolver } from "./event.resolver.js";
+import { WebhookResolver } from "./webhook.resolver.js";
 import { UsageResolver } from "./usage.resolver.js";
 
 /**
@@ -20,5 +22,7 @@ export const resolvers: NonEmptyArray<Function> = [
   TierResolver,
   TenantResolver,
   ModelResolver,
+  EventResolver,
+  WebhookResolver,
   UsageResolver,
 ];

@@ -4,6 +4,8 @@ import { apiKeys, tenants } from "./schema/index.js";
 import { apiKeyFromRow, type ApiKeyRow } from "./mapping.js";
 import type { ApiKey } from "../../domain/tenancy/types.js";
 import type { ApiKeyRecord, ApiKeyRepository, ApiKeyTransaction } from "../../domain/tenancy/api-keys.service.js";
+import type { NewQuotaEvent } from "../../domain/events/types.js";
+import { appendOutboxEvents } from "./outbox.repository.js";
 
 /** The transaction handle drizzle passes to `db.transaction` callbacks. */
 type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
@@ -50,13 +52,18 @@ export class PostgresApiKeyRepository implements ApiKeyRepository {
     return rows.map(apiKeyFromRow);
   }
 
-  async revoke(id: string, at: Date): Promise<ApiKey | null> {
-    const [row] = await this.db
-      .update(apiKeys)
-      .set({ status: "REVOKED", revokedAt: at })
-      .where(and(eq(apiKeys.id, id), eq(apiKeys.status, "ACTIVE")))
-      .returning();
-    return row ? apiKeyFromRow(row) : null;
+  async revoke(id: string, at: Date, event?: (revoked: ApiKey) => NewQuotaEvent): Promise<ApiKey | null> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(apiKeys)
+        .set({ status: "REVOKED", revokedAt: at })
+        .where(and(eq(apiKeys.id, id), eq(apiKeys.status, "ACTIVE")))
+        .returning();
+      if (!row) return null;
+      const key = apiKeyFromRow(row);
+      if (event) await appendOutboxEvents(tx, [event(key)], at);
+      return key;
+    });
   }
 
   transaction<T>(fn: (tx: ApiKeyTransaction) => Promise<T>): Promise<T> {
