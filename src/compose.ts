@@ -216,6 +216,8 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     quota,
     reconciliation,
     sweepExpired: () => enforcement.sweepExpired(),
+    operatorChanges: invalidation,
+    onJobFinished: (queue, job, ms, ok) => metrics.jobs.record(queue, job, ms, ok),
   });
   // Closed before the ledger flushes and the connections close (cleanups run in reverse), so a
   // running job (a sweep appending EXPIRY rows) finishes first.
@@ -224,14 +226,6 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   jobs = jobSystem;
   if (config.workersEnabled) {
     await jobSystem.startWorkers();
-    // A raised limit or a new tier may resolve thresholds or lift rungs without any new usage.
-    invalidation.onInvalidate((m) => {
-      if (m.kind !== "tier" && m.kind !== "tenant" && m.kind !== "apiKey") return;
-      quota
-        .tenantsAffectedBy({ kind: m.kind, id: m.id })
-        .then((ids) => ids.forEach((t) => jobSystem.enqueueEvaluation(t)))
-        .catch((err) => logger.warn({ err: (err as Error).message }, "could not queue quota evaluations after an operator change"));
-    });
   }
 
   const tierRepository = new PostgresTierRepository(db);

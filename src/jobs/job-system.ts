@@ -30,6 +30,11 @@ export interface JobSystemOptions {
   intervals?: Partial<JobIntervals>;
   /** Commits of one tenant within this window share one threshold evaluation. */
   evaluateDebounceMs?: number;
+  /**
+   * Operator changes (cache invalidations): a raised limit or a new tier may resolve thresholds
+   * or lift rungs with no new usage, so workers queue an evaluation of the tenants concerned.
+   */
+  operatorChanges?: { onInvalidate(listener: (m: { kind: string; id: string }) => void): () => void };
   /** Told each job run's outcome (metrics). */
   onJobFinished?: (queue: string, job: string, durationMs: number, ok: boolean) => void;
 }
@@ -56,6 +61,7 @@ export class JobSystem {
   private readonly lastEnqueued = new Map<string, number>();
   private pendingEnqueues = 0;
   private closed = false;
+  private unsubscribe: (() => void) | null = null;
   readonly prefix: string;
 
   constructor(private readonly o: JobSystemOptions) {
@@ -113,6 +119,14 @@ export class JobSystem {
       worker.on("error", (err) => this.o.logger.warn({ queue: QUEUES[key], err: err.message }, "job worker error"));
       this.workers.push(worker);
     }
+    this.unsubscribe =
+      this.o.operatorChanges?.onInvalidate((m) => {
+        if (m.kind !== "tier" && m.kind !== "tenant" && m.kind !== "apiKey") return;
+        this.o.quota
+          .tenantsAffectedBy({ kind: m.kind, id: m.id })
+          .then((ids) => ids.forEach((t) => this.enqueueEvaluation(t)))
+          .catch((err) => this.o.logger.warn({ err: (err as Error).message }, "could not queue quota evaluations after an operator change"));
+      }) ?? null;
     this.o.logger.info({ prefix: this.prefix, schedulers: SCHEDULERS.map((s) => s.id) }, "job workers started");
   }
 
@@ -246,6 +260,7 @@ export class JobSystem {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unsubscribe?.();
     await Promise.all(this.workers.map((w) => w.close().catch((err) => this.o.logger.warn({ err }, "worker close failed"))));
     await Promise.all([...this.queues.values()].map((q) => q.close().catch((err) => this.o.logger.warn({ err }, "queue close failed"))));
     if (this.connection) {

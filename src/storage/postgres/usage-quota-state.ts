@@ -40,7 +40,7 @@ const thresholdWhere = (tenantId: string, k: ThresholdKey) =>
     eq(quotaThresholdState.thresholdPercent, k.thresholdPercent),
   );
 
-class PostgresQuotaStateTx implements QuotaStateTx {
+export class PostgresQuotaStateTx implements QuotaStateTx {
   constructor(
     private readonly tx: Tx,
     private readonly tenantId: string,
