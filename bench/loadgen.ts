@@ -1,0 +1,202 @@
+import http from "node:http";
+import { readFileSync } from "node:fs";
+import { keyPicker, post, summarize, type HttpTarget, type LatencySummary } from "./lib.js";
+
+/**
+ * The load generator: its own process, so it never shares an event loop with the server under
+ * test (it does share the machine's two cores, as the issue's targets assume).
+ *
+ *   closed loop: `concurrency` workers, each reserve → commit → next pair, for `durationMs`;
+ *   open loop:   pairs start on a fixed schedule (`rate` per second) whatever the server does,
+ *                and a reserve's latency counts from its scheduled start, so a stall shows up
+ *                in every request it delayed (no coordinated omission).
+ *
+ * Reads its settings from the JSON file named by argv[2]; prints one JSON line of results.
+ */
+export interface LoadSpec {
+  kind: "graphql" | "bare";
+  url: string;
+  token: string;
+  keysFile: string;
+  dist: "uniform" | "zipf";
+  mode: "closed" | "open";
+  concurrency: number;
+  rate: number;
+  durationMs: number;
+  warmupMs: number;
+  /**
+   * Before anything else, one pair per key (unrecorded): the first use of a key seeds its quota
+   * counters from the ledger, which a long-running service did long ago. Once per target.
+   */
+  prime: boolean;
+}
+
+export interface LoadResult {
+  pairs: number;
+  seconds: number;
+  pairsPerSec: number;
+  reserve: LatencySummary;
+  commit: LatencySummary;
+  denied: number;
+  errors: number;
+  firstError: string | null;
+}
+
+export const RESERVE_DOC = `mutation Reserve($input: CheckAndReserveInput!) {
+  checkAndReserve(input: $input) {
+    outcome allowed reason message retryAfterMs tenantId keyId
+    reservation { id expiresAt inputTokens outputTokens costUsd }
+    directives { model maxInputTokens maxOutputTokens priority }
+    limits { dimension scope limit remaining resetAt }
+  }
+}`;
+
+export const COMMIT_DOC = `mutation Commit($input: CommitInput!) {
+  commit(input: $input) { reservationId inputTokens outputTokens costUsd overage replayed limits { dimension scope limit remaining } }
+}`;
+
+/** What every target is asked, per pair. */
+export const PAIR = { route: "chat.completions", model: "bench-model", inputTokens: 200, maxOutputTokens: 300, usedOutputTokens: 150 };
+
+async function main() {
+  const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as LoadSpec;
+  const keys = JSON.parse(readFileSync(spec.keysFile, "utf8")) as string[];
+  const u = new URL(spec.url);
+  const maxSockets = spec.mode === "closed" ? spec.concurrency : 512;
+  const target: HttpTarget = { host: u.hostname, port: Number(u.port), agent: new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets }) };
+  const headers = { "content-type": "application/json", authorization: `Bearer ${spec.token}` };
+  const graphql = spec.kind === "graphql";
+  const reservePath = graphql ? u.pathname : "/reserve";
+  const commitPath = graphql ? u.pathname : "/commit";
+
+  // Bodies are prepared up front: building them per request would be load-generator CPU taken
+  // from the server under test.
+  const reserveBodies = keys.map((apiKey) => {
+    const input = { apiKey, route: PAIR.route, model: PAIR.model, inputTokens: PAIR.inputTokens, maxOutputTokens: PAIR.maxOutputTokens };
+    return graphql ? JSON.stringify({ query: RESERVE_DOC, variables: { input } }) : JSON.stringify(input);
+  });
+  const commitPrefix = graphql ? `{"query":${JSON.stringify(COMMIT_DOC)},"variables":{"input":{"reservationId":"` : `{"reservationId":"`;
+  const commitSuffix = `","inputTokens":${PAIR.inputTokens},"outputTokens":${PAIR.usedOutputTokens}}${graphql ? "}}" : ""}`;
+  const pick = keyPicker(keys.length, spec.dist);
+
+  let recording = false;
+  const reserveLat: number[] = [];
+  const commitLat: number[] = [];
+  let pairs = 0;
+  let denied = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  const fail = (what: string) => {
+    errors++;
+    firstError ??= what.slice(0, 300);
+  };
+
+  /** One reserve + commit; `startedAt` is when the reserve should have started. */
+  async function pair(startedAt: number): Promise<void> {
+    const r = await post(target, reservePath, reserveBodies[pick()]!, headers);
+    const reserved = performance.now();
+    if (r.status !== 200) return fail(`reserve HTTP ${r.status}: ${r.text}`);
+    const body = JSON.parse(r.text);
+    const d = graphql ? body.data?.checkAndReserve : body;
+    if (!d) return fail(`reserve: ${r.text}`);
+    if (recording) reserveLat.push(reserved - startedAt);
+    if (!d.allowed) {
+      denied++;
+      return;
+    }
+    const c = await post(target, commitPath, commitPrefix + d.reservation.id + commitSuffix, headers);
+    const committed = performance.now();
+    if (c.status !== 200 || c.text.includes('"errors"')) return fail(`commit HTTP ${c.status}: ${c.text}`);
+    if (recording) {
+      commitLat.push(committed - reserved);
+      pairs++;
+    }
+  }
+
+  if (spec.prime) {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(spec.concurrency || 64, 64) }, async () => {
+        while (next < keys.length) {
+          const i = next++;
+          const r = await post(target, reservePath, reserveBodies[i]!, headers);
+          const d = JSON.parse(r.text);
+          const id = (graphql ? d.data?.checkAndReserve : d)?.reservation?.id;
+          if (id) await post(target, commitPath, commitPrefix + id + commitSuffix, headers);
+        }
+      }),
+    );
+  }
+
+  let measuredFrom = 0;
+  let measuredTo = 0;
+  if (spec.mode === "closed") {
+    let until = performance.now() + spec.warmupMs + spec.durationMs;
+    setTimeout(() => {
+      recording = true;
+      measuredFrom = performance.now();
+    }, spec.warmupMs);
+    const worker = async () => {
+      while (performance.now() < until) {
+        try {
+          await pair(performance.now());
+        } catch (e) {
+          fail(String(e));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: spec.concurrency }, worker));
+    measuredTo = performance.now();
+    until = 0;
+  } else {
+    const interval = 1000 / spec.rate;
+    const inflight = new Set<Promise<void>>();
+    const run = (at: number) => {
+      const p = pair(at).catch((e) => fail(String(e)));
+      inflight.add(p);
+      p.finally(() => inflight.delete(p));
+    };
+    // Warm-up at the same rate, unrecorded.
+    const t0 = performance.now();
+    const end = t0 + spec.warmupMs + spec.durationMs;
+    let next = t0;
+    await new Promise<void>((resolve) => {
+      const tick = () => {
+        const now = performance.now();
+        if (!recording && now >= t0 + spec.warmupMs) {
+          recording = true;
+          measuredFrom = now;
+        }
+        while (next <= now && next < end) {
+          run(next);
+          next += interval;
+        }
+        if (next >= end) return resolve();
+        setTimeout(tick, Math.max(0, Math.min(next - performance.now(), 1)));
+      };
+      tick();
+    });
+    await Promise.all([...inflight]);
+    measuredTo = performance.now();
+  }
+  target.agent.destroy();
+  const seconds = (measuredTo - measuredFrom) / 1000;
+  const result: LoadResult = {
+    pairs,
+    seconds,
+    pairsPerSec: pairs / seconds,
+    reserve: summarize(reserveLat),
+    commit: summarize(commitLat),
+    denied,
+    errors,
+    firstError,
+  };
+  process.stdout.write(JSON.stringify(result) + "\n");
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, ""))) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+}

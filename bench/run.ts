@@ -1,0 +1,536 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync } from "node:fs";
+import { loadavg, tmpdir, cpus } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { Redis, Cluster } from "ioredis";
+import { sql } from "drizzle-orm";
+import { compose } from "../src/compose.js";
+import { loadConfig } from "../src/config/config.js";
+import { createLogger } from "../src/lib/logger.js";
+import { openDatabase } from "../src/storage/postgres/db.js";
+import { PostgresLedgerWriter } from "../src/storage/postgres/ledger.writer.js";
+import type { LedgerEntry } from "../src/domain/enforcement/types.js";
+import { createBenchDatabase, seed } from "./setup.js";
+import { fmtInt, fmtMs, summarize, table, type LatencySummary } from "./lib.js";
+import type { LoadResult, LoadSpec } from "./loadgen.js";
+import { PAIR } from "./loadgen.js";
+
+/**
+ * `npm run bench`: one command that starts what it needs (a bench_<ts> database on the local
+ * Postgres, a key prefix on the local Redis or the local cluster), runs every measurement of
+ * issue #6 in one go on this machine, and prints one table.
+ *
+ *   --quick          ~1 minute: shorter phases, a smaller rollup
+ *   --cluster        also run the service and the floor against the local 3-master Redis Cluster
+ *                    (started by .ci/redis-cluster.sh if needed) and print the change
+ *   --workers=N      WEB_CONCURRENCY for the service (node:cluster workers); default 1
+ *   --profile        write V8 CPU profiles of the service to bench/results/profiles/
+ *   --rollup-rows=N  ledger rows for the full-rollup measurement (default 1,000,000; the
+ *                    issue's 10,000,000 takes several minutes to generate on 2 cores)
+ *   --only=a,b       run only these phases: service, floor, peer, open, ledger, rollup
+ */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    cluster: { type: "boolean", default: false },
+    profile: { type: "boolean", default: false },
+    workers: { type: "string", default: "1" },
+    "rollup-rows": { type: "string" },
+    only: { type: "string" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const quick = args.quick!;
+const WARMUP_MS = quick ? 1_000 : 2_000;
+const PHASE_MS = quick ? 3_000 : 10_000;
+const CONCURRENCY = 64;
+const TENANTS = 1_000;
+const KEYS_PER_TENANT = 5;
+const ROLLUP_FULL_ROWS = Number(args["rollup-rows"] ?? (quick ? 200_000 : 1_000_000));
+const ROLLUP_INCREMENT = 100_000;
+const only = args.only ? new Set(args.only.split(",")) : null;
+const want = (phase: string) => !only || only.has(phase);
+const CLUSTER_NODES = (process.env.BENCH_REDIS_CLUSTER_NODES ?? "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003").split(",");
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+const load1 = () => loadavg()[0]!.toFixed(2);
+
+// ── child processes ──────────────────────────────────────────────────────────────────────────
+
+interface Proc {
+  child: ChildProcess;
+  port: number;
+  output(): string;
+  stop(): Promise<number | null>;
+}
+
+function startNode(script: string, scriptArgs: string[], env: Record<string, string>, nodeFlags: string[] = []): Promise<Proc> {
+  const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", path.join(ROOT, script), ...scriptArgs], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} did not start:\n${out}`)), 90_000);
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      // Keep only the head of a chatty log: the port line is near the top.
+      if (out.length > 200_000) out = out.slice(0, 100_000);
+      const m = /"port":(\d+)/.exec(out);
+      if (m && timer) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          port: Number(m[1]),
+          output: () => out,
+          stop: () =>
+            new Promise((res) => {
+              if (child.exitCode !== null || child.signalCode !== null) return res(child.exitCode);
+              child.once("exit", (code) => res(code));
+              child.kill("SIGTERM");
+            }),
+        });
+      }
+    });
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited with ${code} before listening:\n${out}`));
+    });
+  });
+}
+
+/** Peak resident set (VmHWM) of a process and all its descendants, in MB. */
+function peakRssMb(pid: number): number {
+  let kb = 0;
+  const visit = (p: number) => {
+    try {
+      const status = readFileSync(`/proc/${p}/status`, "utf8");
+      kb += Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      for (const task of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${task}/children`, "utf8").trim();
+        for (const k of kids ? kids.split(/\s+/) : []) visit(Number(k));
+      }
+    } catch {
+      // The process ended meanwhile.
+    }
+  };
+  visit(pid);
+  return kb / 1024;
+}
+
+const tmp = mkdtempSync(path.join(tmpdir(), "llm-bench-"));
+let specSeq = 0;
+
+async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const file = path.join(tmp, `spec-${specSeq++}.json`);
+  writeFileSync(file, JSON.stringify(spec));
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bench/loadgen.ts"), file], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((r) => child.once("exit", r));
+  if (code !== 0) throw new Error(`load generator failed (${code}):\n${err}`);
+  const r = JSON.parse(out.trim().split("\n").at(-1)!) as LoadResult;
+  if (r.errors > 0) log(`  ${r.errors} errors; first: ${r.firstError}`);
+  return r;
+}
+
+// ── /metrics: the service's own commit → durable histogram ──────────────────────────────────
+
+type Buckets = Map<number, number>;
+
+async function scrapeHistogram(port: number, name: string): Promise<Buckets> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Buckets = new Map();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}_bucket{`)) continue;
+    const le = /le="([^"]+)"/.exec(line)![1]!;
+    out.set(le === "+Inf" ? Infinity : Number(le), Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return out;
+}
+
+/** The bucket bound (ms) under which p% of the observations between two scrapes fall. */
+function bucketPercentile(before: Buckets, after: Buckets, p: number): number {
+  const les = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
+  if (total <= 0) return NaN;
+  for (const le of les) if ((after.get(le)! - (before.get(le) ?? 0)) / total >= p / 100) return le * 1000;
+  return Infinity;
+}
+
+// ── measurements ─────────────────────────────────────────────────────────────────────────────
+
+interface ClosedRow {
+  label: string;
+  uniform: LoadResult | null;
+  zipf: LoadResult | null;
+}
+
+interface Report {
+  closed: ClosedRow[];
+  open: Array<{ percent: number; rate: number; r: LoadResult }>;
+  durableLag: { p50: number; p99: number; batches: number } | null;
+  ledger: { rowsPerSec: number; lag: LatencySummary; batches: number; avgBatch: number } | null;
+  rollup: string[][] | null;
+  rollupNote: string | null;
+  rss: Array<{ label: string; mb: number }>;
+  cluster: Array<{ label: string; single: number; cluster: number }>;
+  notes: string[];
+}
+
+const report: Report = { closed: [], open: [], durableLag: null, ledger: null, rollup: null, rollupNote: null, rss: [], cluster: [], notes: [] };
+
+function closedSpec(kind: LoadSpec["kind"], url: string, token: string, keysFile: string, dist: LoadSpec["dist"], prime = false): LoadSpec {
+  return { kind, url, token, keysFile, dist, mode: "closed", concurrency: CONCURRENCY, rate: 0, durationMs: PHASE_MS, warmupMs: WARMUP_MS, prime };
+}
+
+async function measureTarget(
+  label: string,
+  start: () => Promise<Proc>,
+  kind: LoadSpec["kind"],
+  pathName: string,
+  token: string,
+  keysFile: string,
+  opts: { zipf: boolean; after?: (p: Proc, uniform: LoadResult) => Promise<void>; lag?: boolean },
+): Promise<ClosedRow> {
+  log(`${label}: starting (load ${load1()})`);
+  const proc = await start();
+  const url = `http://127.0.0.1:${proc.port}${pathName}`;
+  try {
+    const before = opts.lag ? await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds") : null;
+    const uniform = await runLoad(closedSpec(kind, url, token, keysFile, "uniform", true));
+    log(`${label} uniform: ${fmtInt(uniform.pairsPerSec)} pairs/s (load ${load1()})`);
+    if (before) {
+      const after = await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds");
+      report.durableLag = {
+        p50: bucketPercentile(before, after, 50),
+        p99: bucketPercentile(before, after, 99),
+        batches: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0),
+      };
+    }
+    let zipf: LoadResult | null = null;
+    if (opts.zipf) {
+      zipf = await runLoad(closedSpec(kind, url, token, keysFile, "zipf"));
+      log(`${label} zipf: ${fmtInt(zipf.pairsPerSec)} pairs/s (load ${load1()})`);
+    }
+    await opts.after?.(proc, uniform);
+    report.rss.push({ label, mb: peakRssMb(proc.child.pid!) });
+    return { label, uniform, zipf };
+  } finally {
+    const code = await proc.stop();
+    if (code !== 0) log(`${label}: exited ${code}\n${proc.output().slice(-2000)}`);
+  }
+}
+
+async function ledgerIsolation(databaseUrl: string): Promise<void> {
+  log(`ledger group commit in isolation (load ${load1()})`);
+  const logger = createLogger({ level: "warn" });
+  const database = await openDatabase({ url: databaseUrl, poolSize: 10, dataDir: tmp });
+  const writer = new PostgresLedgerWriter(database.db, { lingerMs: 2, maxBatch: 1_000, logger });
+  const day = new Date().toISOString().slice(0, 10);
+  let seq = 0;
+  const entry = (): LedgerEntry => ({
+    reservationId: `res_benchledger${seq++}`,
+    entry: "COMMIT",
+    tenantId: "tenant_bench",
+    keyId: "key_bench",
+    subject: null,
+    route: PAIR.route,
+    model: PAIR.model,
+    status: "SUCCEEDED",
+    inputTokens: 200n,
+    outputTokens: 150n,
+    reservedInputTokens: 200n,
+    reservedOutputTokens: 300n,
+    costNano: 500_000n,
+    overage: false,
+    periodDay: day,
+    periodMonth: day.slice(0, 7),
+    reservedAt: new Date(),
+  });
+  // As many commits waiting as a busy fleet of API replicas would have: the writer batches them.
+  const OUTSTANDING = 4_000;
+  const lags: number[] = [];
+  let done = 0;
+  let recording = false;
+  const end = performance.now() + WARMUP_MS + PHASE_MS;
+  let startedAt = 0;
+  const startBatches = { b: 0, r: 0 };
+  setTimeout(() => {
+    recording = true;
+    startedAt = performance.now();
+    startBatches.b = writer.stats.batches;
+    startBatches.r = writer.stats.rows;
+  }, WARMUP_MS);
+  const lane = async () => {
+    while (performance.now() < end) {
+      const t = performance.now();
+      await writer.append(entry());
+      if (recording) {
+        done++;
+        lags.push(performance.now() - t);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: OUTSTANDING }, lane));
+  const seconds = (performance.now() - startedAt) / 1000;
+  const batches = writer.stats.batches - startBatches.b;
+  report.ledger = { rowsPerSec: done / seconds, lag: summarize(lags), batches, avgBatch: (writer.stats.rows - startBatches.r) / Math.max(1, batches) };
+  await writer.flush();
+  await database.db.execute(sql`DELETE FROM usage_ledger WHERE tenant_id = 'tenant_bench'`).catch(() => {
+    // The ledger is append-only (a trigger refuses DELETE): the rows stay in the bench database.
+  });
+  await database.close();
+  log(`ledger: ${fmtInt(report.ledger.rowsPerSec)} rows/s`);
+}
+
+async function rollupCost(databaseUrl: string): Promise<void> {
+  const servicePath = path.join(ROOT, "src/domain/usage/rollup.service.ts");
+  const storePath = path.join(ROOT, "src/storage/postgres/usage-rollups.ts");
+  if (!existsSync(servicePath) || !existsSync(storePath)) {
+    report.rollupNote = "rollup: not available (no rollup job in src/ yet)";
+    return;
+  }
+  log(`rollup cost (load ${load1()})`);
+  const { RollupService } = await import("../src/domain/usage/rollup.service.js");
+  const { PostgresRollupStore } = await import("../src/storage/postgres/usage-rollups.js");
+  const logger = createLogger({ level: "warn" });
+  const database = await openDatabase({ url: databaseUrl, poolSize: 4, dataDir: tmp });
+  const db = database.db;
+  const rollups = new RollupService({ store: new PostgresRollupStore(db, { logger }), logger, maxBatches: 1_000_000 });
+  const exec = async (q: ReturnType<typeof sql>) => {
+    const t = performance.now();
+    await db.execute(q);
+    return performance.now() - t;
+  };
+  const keys = ((await db.execute(sql`SELECT id, tenant_id FROM api_keys`)) as unknown as { rows: Array<{ id: string; tenant_id: string }> }).rows;
+  const day = new Date().toISOString().slice(0, 10);
+  let generated = 0;
+  /** n ledger rows over the seeded keys, 3 models, 2 routes and the last 28 days. */
+  const generate = async (n: number) => {
+    const CHUNK = 250_000;
+    for (let done = 0; done < n; done += CHUNK) {
+      const m = Math.min(CHUNK, n - done);
+      await db.execute(sql`
+        WITH k AS (SELECT id, tenant_id, row_number() OVER (ORDER BY id) - 1 AS i FROM api_keys)
+        INSERT INTO usage_ledger (reservation_id, entry, tenant_id, key_id, subject, route, model, status, input_tokens, output_tokens,
+                                  reserved_input_tokens, reserved_output_tokens, cost_nano, overage, period_day, period_month, reserved_at)
+        SELECT 'res_rollup' || (${generated} + g), 'COMMIT', k.tenant_id, k.id, NULL,
+               CASE WHEN g % 2 = 0 THEN 'chat.completions' ELSE 'embeddings' END,
+               'model-' || (g % 3), CASE WHEN g % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END,
+               200 + g % 100, 150 + g % 50, 200, 300, 500000 + g % 1000, false,
+               to_char(${day}::date - (g % 28), 'YYYY-MM-DD'), to_char(${day}::date - (g % 28), 'YYYY-MM'), now()
+        FROM generate_series(1, ${m}) g JOIN k ON k.i = g % ${keys.length}`);
+      generated += m;
+    }
+  };
+  // Catch up with whatever the earlier phases wrote, so the next run rolls only the new rows.
+  await rollups.runIncremental();
+  await generate(ROLLUP_INCREMENT);
+  let t = performance.now();
+  const inc = await rollups.runIncremental();
+  const incMs = performance.now() - t;
+  log(`rollup incremental: ${inc.rows} rows in ${incMs.toFixed(0)} ms`);
+  const existing = Number(((await db.execute(sql`SELECT count(*)::bigint AS n FROM usage_ledger`)) as unknown as { rows: Array<{ n: string }> }).rows[0]!.n);
+  const more = Math.max(0, ROLLUP_FULL_ROWS - existing);
+  log(`rollup: generating ${fmtInt(more)} more ledger rows (load ${load1()})`);
+  await generate(more);
+  await rollups.runIncremental();
+  await db.execute(sql`ANALYZE usage_ledger`);
+  const total = Number(((await db.execute(sql`SELECT count(*)::bigint AS n FROM usage_ledger`)) as unknown as { rows: Array<{ n: string }> }).rows[0]!.n);
+  t = performance.now();
+  const full = await rollups.rebuild(null);
+  const fullMs = performance.now() - t;
+  // The same two aggregations, read only: what Postgres needs for the GROUP BYs themselves.
+  const plainMs =
+    (await exec(sql`SELECT count(*) FROM (SELECT tenant_id, period_day, period_month, key_id, model, route,
+            sum(input_tokens), sum(output_tokens), sum(cost_nano), count(*) FILTER (WHERE status = 'FAILED')
+            FROM usage_ledger GROUP BY tenant_id, period_day, period_month, key_id, model, route) d`)) +
+    (await exec(sql`SELECT count(*) FROM (SELECT tenant_id, period_month, key_id, model, route,
+            sum(input_tokens), sum(output_tokens), sum(cost_nano), count(*) FILTER (WHERE status = 'FAILED')
+            FROM usage_ledger GROUP BY tenant_id, period_month, key_id, model, route) m`));
+  report.rollup = [
+    ["incremental rollup", `${fmtInt(inc.rows)} new rows`, `${fmtInt(incMs)} ms`, `${(incMs / (inc.rows / 100_000)).toFixed(0)} ms per 100k rows`],
+    ["full rebuild (daily + monthly)", `${fmtInt(total)} rows`, `${fmtInt(fullMs)} ms`, `${fmtInt(full.dailyRows)} daily + ${fmtInt(full.monthlyRows)} monthly rows`],
+    ["plain GROUP BY (same two)", `${fmtInt(total)} rows`, `${fmtInt(plainMs)} ms`, `rebuild ÷ GROUP BY = ${(fullMs / plainMs).toFixed(2)}`],
+  ];
+  await database.close();
+}
+
+// ── main ─────────────────────────────────────────────────────────────────────────────────────
+
+async function ensureCluster(): Promise<void> {
+  const script = path.join(ROOT, ".ci/redis-cluster.sh");
+  const child = spawn("bash", [script, "start"], { stdio: ["ignore", "inherit", "inherit"] });
+  const code = await new Promise<number | null>((r) => child.once("exit", r));
+  if (code !== 0) throw new Error(`${script} start failed (${code})`);
+}
+
+async function cleanRedis(prefix: string, cluster: boolean): Promise<void> {
+  const clients: Redis[] = [];
+  if (cluster) {
+    const c = new Cluster(CLUSTER_NODES.map((n) => ({ host: n.split(":")[0]!, port: Number(n.split(":")[1]) })));
+    await new Promise((r) => c.once("ready", r));
+    clients.push(...c.nodes("master"));
+    const unlinkAll = async () => {
+      for (const node of clients) {
+        let cursor = "0";
+        do {
+          const [next, keys] = await node.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+          cursor = next;
+          for (const k of keys) await node.unlink(k).catch(() => {});
+        } while (cursor !== "0");
+      }
+    };
+    await unlinkAll();
+    c.disconnect();
+    return;
+  }
+  const r = new Redis(REDIS_URL);
+  let cursor = "0";
+  do {
+    const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    cursor = next;
+    if (keys.length) await r.unlink(...keys);
+  } while (cursor !== "0");
+  r.disconnect();
+}
+
+async function main() {
+  const started = Date.now();
+  log(`machine: ${cpus().length} cores, load ${loadavg().map((x) => x.toFixed(2)).join(" ")}; phases ${PHASE_MS / 1000} s + ${WARMUP_MS / 1000} s warm-up`);
+  if (args.cluster) await ensureCluster();
+  const database = await createBenchDatabase();
+  const prefix = `${database.name}:`;
+  const baseEnv: Record<string, string> = {
+    NODE_ENV: "production",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    LOG_LEVEL: "info",
+    DATABASE_URL: database.url,
+    REDIS_URL,
+    REDIS_CLUSTER_NODES: "",
+    REDIS_KEY_PREFIX: prefix,
+    WORKERS_ENABLED: "false",
+    WEBHOOK_SECRET_KEY: "bench-only-webhook-secret-key-0123456789abcdef",
+    WEB_CONCURRENCY: args.workers!,
+  };
+  const clusterEnv = { ...baseEnv, REDIS_URL: "", REDIS_CLUSTER_NODES: CLUSTER_NODES.join(",") };
+  try {
+    log(`database ${database.name}: migrating and seeding ${TENANTS} tenants × ${KEYS_PER_TENANT} keys`);
+    const setupApp = await compose(loadConfig(baseEnv), { logger: createLogger({ level: "warn" }) });
+    const { keys, gatewayToken } = await seed(setupApp, { tenants: TENANTS, keysPerTenant: KEYS_PER_TENANT, model: PAIR.model });
+    await setupApp.stop();
+    const keysFile = path.join(tmp, "keys.json");
+    writeFileSync(keysFile, JSON.stringify(keys));
+    log(`seeded in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+    const profileFlags = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`] : [];
+    const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, profileFlags);
+    const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () => startNode("bench/bare-server.ts", [mode], env);
+
+    let serviceMax = 0;
+    if (want("service") || want("open")) {
+      const row = await measureTarget("service (GraphQL over HTTP)", startService(baseEnv), "graphql", "/graphql", gatewayToken, keysFile, {
+        zipf: want("service"),
+        lag: true,
+        after: async (proc, uniform) => {
+          serviceMax = uniform.pairsPerSec;
+          if (!want("open")) return;
+          for (const percent of [25, 50, 75]) {
+            const rate = Math.max(1, Math.round((serviceMax * percent) / 100));
+            const r = await runLoad({ kind: "graphql", url: `http://127.0.0.1:${proc.port}/graphql`, token: gatewayToken, keysFile, dist: "uniform", mode: "open", concurrency: 0, rate, durationMs: PHASE_MS, warmupMs: WARMUP_MS, prime: false });
+            log(`open loop ${percent}% = ${rate} pairs/s: reserve p99 ${fmtMs(r.reserve.p99)} ms (load ${load1()})`);
+            report.open.push({ percent, rate, r });
+          }
+        },
+      });
+      report.closed.push(row);
+    }
+    if (want("floor")) report.closed.push(await measureTarget("floor (same path, bare node:http)", startBare("floor", baseEnv), "bare", "/", gatewayToken, keysFile, { zipf: true }));
+    if (want("peer")) report.closed.push(await measureTarget("peer (rate-limiter-flexible)", startBare("peer", baseEnv), "bare", "/", gatewayToken, keysFile, { zipf: true }));
+    if (args.cluster) {
+      const svc = report.closed.find((r) => r.label.startsWith("service"));
+      const flr = report.closed.find((r) => r.label.startsWith("floor"));
+      const cs = await measureTarget("service on Redis Cluster", startService(clusterEnv), "graphql", "/graphql", gatewayToken, keysFile, { zipf: false });
+      const cf = await measureTarget("floor on Redis Cluster", startBare("floor", clusterEnv), "bare", "/", gatewayToken, keysFile, { zipf: false });
+      report.closed.push(cs, cf);
+      if (svc?.uniform) report.cluster.push({ label: "service", single: svc.uniform.pairsPerSec, cluster: cs.uniform!.pairsPerSec });
+      if (flr?.uniform) report.cluster.push({ label: "floor", single: flr.uniform.pairsPerSec, cluster: cf.uniform!.pairsPerSec });
+    }
+    if (want("ledger")) await ledgerIsolation(database.url);
+    if (want("rollup")) await rollupCost(database.url);
+  } finally {
+    if (!args.keep) {
+      await database.drop().catch((e) => log(`could not drop ${database.name}: ${e}`));
+      await cleanRedis(prefix, false).catch((e) => log(`could not clean Redis keys: ${e}`));
+      if (args.cluster) await cleanRedis(prefix, true).catch((e) => log(`could not clean cluster keys: ${e}`));
+    }
+  }
+  print(Date.now() - started);
+}
+
+function print(elapsedMs: number) {
+  const out: string[] = [];
+  out.push("");
+  out.push(`LLM usage service benchmark — ${new Date().toISOString()}; ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load average after the run ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
+  out.push(`${TENANTS} tenants × ${KEYS_PER_TENANT} keys; closed loop at concurrency ${CONCURRENCY}; ${PHASE_MS / 1000} s per phase after ${WARMUP_MS / 1000} s warm-up; service WEB_CONCURRENCY=${args.workers}; load generator in its own process on the same cores`);
+  out.push("");
+  const rows: string[][] = [];
+  for (const c of report.closed) {
+    for (const [dist, r] of [["uniform", c.uniform], ["zipf", c.zipf]] as const) {
+      if (!r) continue;
+      rows.push([`${c.label}, ${dist}`, fmtInt(r.pairsPerSec), fmtMs(r.reserve.p50), fmtMs(r.reserve.p99), fmtMs(r.commit.p50), fmtMs(r.commit.p99), String(r.errors + r.denied)]);
+    }
+  }
+  out.push(table(["reserve+commit pairs, closed loop", "pairs/s", "reserve p50 ms", "p99", "commit p50 ms", "p99", "errors+denials"], rows));
+  const svc = report.closed.find((r) => r.label.startsWith("service ("));
+  const flr = report.closed.find((r) => r.label.startsWith("floor ("));
+  const peer = report.closed.find((r) => r.label.startsWith("peer"));
+  const ratio = (a?: LoadResult | null, b?: LoadResult | null) => (a && b ? (a.pairsPerSec / b.pairsPerSec).toFixed(2) : "–");
+  out.push("");
+  out.push(`ratios (pairs/s): service ÷ floor = ${ratio(svc?.uniform, flr?.uniform)} uniform, ${ratio(svc?.zipf, flr?.zipf)} zipf (target ≥ 0.5); service ÷ peer = ${ratio(svc?.uniform, peer?.uniform)} uniform, ${ratio(svc?.zipf, peer?.zipf)} zipf`);
+  if (report.open.length) {
+    out.push("");
+    out.push(
+      table(
+        ["open loop on the service (CO-corrected)", "pairs/s", "reserve p50 ms", "p99", "p99.9", "commit p50 ms", "p99", "errors"],
+        report.open.map(({ percent, rate, r }) => [`${percent} % of max`, fmtInt(rate), fmtMs(r.reserve.p50), fmtMs(r.reserve.p99), fmtMs(r.reserve.p999), fmtMs(r.commit.p50), fmtMs(r.commit.p99), String(r.errors)]),
+      ),
+    );
+    out.push("(target: reserve p99 ≤ 5 ms at 50 %)");
+  }
+  out.push("");
+  if (report.ledger) {
+    const l = report.ledger;
+    out.push(`ledger group commit in isolation: ${fmtInt(l.rowsPerSec)} commits/s (target ≥ 20,000), ${fmtInt(l.batches)} batches of ${fmtInt(l.avgBatch)} rows on average; append → durable p50 ${fmtMs(l.lag.p50)} ms, p99 ${fmtMs(l.lag.p99)} ms with 4,000 waiting`);
+  }
+  if (report.durableLag) {
+    out.push(`commit → durable under the service's closed-loop load (service's own histogram, oldest row per batch, bucket bound): p50 ≤ ${fmtMs(report.durableLag.p50)} ms, p99 ≤ ${fmtMs(report.durableLag.p99)} ms over ${fmtInt(report.durableLag.batches)} batches (target p99 < 20 ms)`);
+  }
+  if (report.rollup) {
+    out.push("");
+    out.push(table(["rollup", "rows", "time", ""], report.rollup));
+    out.push("(targets: incremental < 1 s per 100k rows; full within 2× the plain GROUP BY)");
+  } else if (report.rollupNote) out.push(report.rollupNote);
+  if (report.cluster.length) {
+    out.push("");
+    out.push(table(["Redis Cluster (3 masters) vs single", "single pairs/s", "cluster pairs/s", "change"], report.cluster.map((c) => [c.label, fmtInt(c.single), fmtInt(c.cluster), `${(((c.cluster - c.single) / c.single) * 100).toFixed(0)} %`])));
+  }
+  out.push("");
+  out.push(`peak RSS (VmHWM, process and workers): ${report.rss.map((r) => `${r.label} ${r.mb.toFixed(0)} MB`).join("; ")} (target: service < 300 MB)`);
+  out.push(`total bench time ${(elapsedMs / 1000).toFixed(0)} s`);
+  for (const n of report.notes) out.push(n);
+  process.stdout.write(out.join("\n") + "\n");
+}
+
+await main();
+process.exit(0);
