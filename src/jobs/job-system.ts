@@ -44,6 +44,10 @@ const KEEP_COMPLETED = { age: 3_600, count: 1_000 };
 const KEEP_FAILED = { age: 7 * 86_400, count: 5_000 };
 /** Fire-and-forget enqueues in flight; beyond this the scans catch up instead. */
 const MAX_PENDING_ENQUEUES = 1_000;
+/** Workers refresh their heartbeat this often; it expires after the TTL if they stop. */
+const HEARTBEAT_EVERY_MS = 10_000;
+const HEARTBEAT_TTL_MS = 30_000;
+const ALIVE_CACHE_MS = 5_000;
 
 /**
  * The BullMQ side of the quota lifecycle: queues (every process, so API replicas can enqueue),
@@ -62,12 +66,17 @@ export class JobSystem {
   private pendingEnqueues = 0;
   private closed = false;
   private unsubscribe: (() => void) | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private alive: { checkedAt: number; value: boolean; pending: Promise<boolean> | null } = { checkedAt: 0, value: false, pending: null };
+  private readonly heartbeatKey: string;
   readonly prefix: string;
 
   constructor(private readonly o: JobSystemOptions) {
     this.intervals = { ...DEFAULT_INTERVALS, ...o.intervals };
     this.debounceMs = o.evaluateDebounceMs ?? 250;
     this.prefix = queuePrefix(o.redis.keyPrefix);
+    // Same hash tag as the queues: one slot on Redis Cluster.
+    this.heartbeatKey = `${this.prefix}:workers-alive`;
   }
 
   /** Opens the queue connection, refuses an evicting Redis, creates the queues. */
@@ -119,6 +128,11 @@ export class JobSystem {
       worker.on("error", (err) => this.o.logger.warn({ queue: QUEUES[key], err: err.message }, "job worker error"));
       this.workers.push(worker);
     }
+    await this.beat();
+    this.heartbeat = setInterval(() => {
+      this.beat().catch((err) => this.o.logger.warn({ err: (err as Error).message }, "worker heartbeat failed"));
+    }, HEARTBEAT_EVERY_MS);
+    this.heartbeat.unref();
     this.unsubscribe =
       this.o.operatorChanges?.onInvalidate((m) => {
         if (m.kind !== "tier" && m.kind !== "tenant" && m.kind !== "apiKey") return;
@@ -227,11 +241,38 @@ export class JobSystem {
       attempts: 5,
       backoff: { type: "exponential", delay: 500 },
     };
-    queue
-      .add(JOBS.quotaEvaluate, { tenantId } satisfies EvaluateJobData, opts)
+    this.workersAlive()
+      .then((alive) => (alive ? queue.add(JOBS.quotaEvaluate, { tenantId } satisfies EvaluateJobData, opts) : undefined))
       .catch((err) => this.o.logger.warn({ tenantId, err: (err as Error).message }, "could not enqueue a quota evaluation; the scans will catch up"))
       .finally(() => this.pendingEnqueues--);
   }
+
+  /**
+   * Whether any process runs the workers (their heartbeat key is fresh). With none, triggered
+   * evaluations are not queued: nobody would run them, and when workers start, the rollup of
+   * the backlog queues an evaluation of every tenant with new usage, so nothing is missed.
+   */
+  private workersAlive(): Promise<boolean> {
+    if (this.workers.length > 0) return Promise.resolve(true);
+    const now = Date.now();
+    if (now - this.alive.checkedAt < ALIVE_CACHE_MS) return Promise.resolve(this.alive.value);
+    if (!this.alive.pending) {
+      this.alive.pending = this.connection!.exists(this.heartbeatKey)
+        .then((n) => {
+          this.alive = { checkedAt: Date.now(), value: n > 0, pending: null };
+          return n > 0;
+        })
+        .finally(() => {
+          this.alive.pending = null;
+        });
+    }
+    return this.alive.pending;
+  }
+
+  private async beat(): Promise<void> {
+    await this.connection!.set(this.heartbeatKey, String(Date.now()), "PX", HEARTBEAT_TTL_MS);
+  }
+
 
   /** Full rebuild of the rollups (all tenants, or one) from the ledger. `requestKey` dedupes retries. */
   async enqueueRebuild(tenantId: string | null, requestKey: string = String(Date.now())): Promise<string> {
@@ -261,6 +302,7 @@ export class JobSystem {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe?.();
+    if (this.heartbeat) clearInterval(this.heartbeat);
     await Promise.all(this.workers.map((w) => w.close().catch((err) => this.o.logger.warn({ err }, "worker close failed"))));
     await Promise.all([...this.queues.values()].map((q) => q.close().catch((err) => this.o.logger.warn({ err }, "queue close failed"))));
     if (this.connection) {

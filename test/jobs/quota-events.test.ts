@@ -8,7 +8,7 @@ import { PostgresQuotaStateStore } from "../../src/storage/postgres/usage-quota-
 import { periodsAt } from "../../src/domain/enforcement/periods.js";
 import { systemClock } from "../../src/lib/clock.js";
 import { rowsOf } from "../../src/storage/postgres/usage-sql.js";
-import { outbox, waitFor } from "./support.js";
+import { dropQueues, outbox, waitFor } from "./support.js";
 
 /**
  * Quota events caused through the real API and delivered to the outbox by the real BullMQ
@@ -35,7 +35,13 @@ describe("quota events through the jobs", () => {
     await t.app.services.jobs.startWorkers();
     lifecycle = new QuotaLifecycleService({ store: new PostgresQuotaStateStore(t.app.services.db), clock: systemClock, logger: t.app.logger });
   });
-  afterAll(async () => t?.close());
+  afterAll(async () => {
+    if (!t) return;
+    // Workers stop first, then the test's queues leave the shared Redis.
+    await t.app.services.jobs.close();
+    await dropQueues(t.env.REDIS_KEY_PREFIX!);
+    await t.close();
+  });
 
   const crossed = async () => outbox(t.app.services.db, { type: "threshold.crossed", tenantId });
   const key = (e: { scope: string | null; payload: Record<string, any> }) => `${e.scope}|${e.payload.dimension}|${e.payload.thresholdPercent}|${e.payload.crossing}`;

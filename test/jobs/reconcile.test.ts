@@ -10,6 +10,7 @@ import { periodLabel, redisKeys } from "../../src/storage/redis/keys.js";
 import { periodsAt } from "../../src/domain/enforcement/periods.js";
 import { systemClock } from "../../src/lib/clock.js";
 import { rowsOf } from "../../src/storage/postgres/usage-sql.js";
+import { dropQueues } from "./support.js";
 
 /**
  * Reconciliation against real Redis counters written by the real hot path: injected drift is
@@ -52,7 +53,13 @@ describe("reconciliation of Redis quota counters with the ledger", () => {
     // One reservation stays open: its holds must survive every repair.
     held = (await reserve(gw, { apiKey: key.secret, inputTokens: 300, maxOutputTokens: 200 })).reservation.id;
   });
-  afterAll(async () => t?.close());
+  afterAll(async () => {
+    if (!t) return;
+    // Workers stop first, then the test's queues leave the shared Redis.
+    await t.app.services.jobs.close();
+    await dropQueues(t.env.REDIS_KEY_PREFIX!);
+    await t.close();
+  });
 
   it("finds no drift when the counters agree with the ledger", async () => {
     const tenantDay = await hash(counterKey("T", "d"));
@@ -141,6 +148,9 @@ describe("reconciliation of Redis quota counters with the ledger", () => {
   });
 
   it("runs as a BullMQ job and reports its progress", async () => {
+    // No process ran workers so far: the commits above queued no evaluation nobody would run.
+    const idle = await t.app.services.jobs.queue("quota").getJobCounts();
+    expect(Object.values(idle).every((n) => n === 0), JSON.stringify(idle)).toBe(true);
     await t.app.services.redis.hincrby(counterKey(key.id, "d"), "tok", 42);
     await t.app.services.jobs.startWorkers();
     const jobId = await t.app.services.jobs.enqueueReconcile(tenantId);

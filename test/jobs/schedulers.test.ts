@@ -12,6 +12,7 @@ import type { ReconciliationService } from "../../src/domain/usage/reconciliatio
 import { createTestDatabase, REDIS_URL, uniqueName } from "../support/env.js";
 import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
 import { spawnServer } from "../support/process.js";
+import { dropQueues } from "./support.js";
 
 /**
  * Job schedulers with several processes: five job systems (each with its own Redis
@@ -60,14 +61,7 @@ describe("job schedulers across processes", () => {
 
   afterAll(async () => {
     await Promise.all(systems.map((s) => s.close()));
-    // Leave nothing behind in the shared Redis.
-    for (const name of Object.values(QUEUES)) {
-      const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-      const q = new Queue(name, { connection: conn, prefix: queuePrefix(keyPrefix) });
-      await q.obliterate({ force: true }).catch(() => {});
-      await q.close();
-      await conn.quit();
-    }
+    await dropQueues(keyPrefix);
   });
 
   it("five job systems starting at once leave one scheduler per repeatable job, and each run is processed once", async () => {

@@ -185,3 +185,22 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Removes a test's BullMQ queues (jobs, schedulers, metadata) from the shared Redis. */
+export async function dropQueues(keyPrefix: string): Promise<void> {
+  const { Queue } = await import("bullmq");
+  const { Redis } = await import("ioredis");
+  const { QUEUES, queuePrefix } = await import("../../src/jobs/queues.js");
+  const { REDIS_URL } = await import("../support/env.js");
+  const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+  try {
+    for (const name of Object.values(QUEUES)) {
+      const q = new Queue(name, { connection: conn, prefix: queuePrefix(keyPrefix) });
+      await q.obliterate({ force: true }).catch(() => {});
+      await q.close();
+    }
+    await conn.del(`${queuePrefix(keyPrefix)}:workers-alive`);
+  } finally {
+    await conn.quit();
+  }
+}
