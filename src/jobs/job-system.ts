@@ -48,6 +48,11 @@ const MAX_PENDING_ENQUEUES = 1_000;
 const HEARTBEAT_EVERY_MS = 10_000;
 const HEARTBEAT_TTL_MS = 30_000;
 const ALIVE_CACHE_MS = 5_000;
+/**
+ * A busy tenant commits many times a second; one evaluation per second each is plenty for
+ * notifications and keeps the lifecycle's queries per tenant bounded.
+ */
+const DEFAULT_EVALUATE_DEBOUNCE_MS = 1_000;
 
 /**
  * The BullMQ side of the quota lifecycle: queues (every process, so API replicas can enqueue),
@@ -73,7 +78,7 @@ export class JobSystem {
 
   constructor(private readonly o: JobSystemOptions) {
     this.intervals = { ...DEFAULT_INTERVALS, ...o.intervals };
-    this.debounceMs = o.evaluateDebounceMs ?? 250;
+    this.debounceMs = o.evaluateDebounceMs ?? DEFAULT_EVALUATE_DEBOUNCE_MS;
     this.prefix = queuePrefix(o.redis.keyPrefix);
     // Same hash tag as the queues: one slot on Redis Cluster.
     this.heartbeatKey = `${this.prefix}:workers-alive`;

@@ -69,9 +69,9 @@ export class QuotaLifecycleService {
       await tx.emit(e, id);
       written.push(e.type);
     };
-    const policy = await tx.policy();
-    if (!policy) return { tenantId, events: written };
-    const { tenant, tier } = policy;
+    const found = await tx.policy();
+    if (!found) return { tenantId, events: written };
+    const { tenant, tier } = found;
     const periods = periodsAt(now, tenant.timezone);
 
     // 1. Period reset: move the stored periods forward once; the mover tells everyone.
@@ -109,6 +109,7 @@ export class QuotaLifecycleService {
       const k = keyIdOfScope(s);
       if (k) keyIds.add(k);
     }
+    const policy = { tenant, tier, keys: await tx.keys([...keyIds]) };
     const measures = measuresFor(policy, usage, periods, keyIds);
     const measureOf = (scope: string, dimension: string) => measures.find((m) => m.scope === scope && m.dimension === dimension);
     const currentPeriod = (d: QuotaMeasure["dimension"]) => (periodKindOf(d) === "day" ? periods.day : periods.month);

@@ -155,7 +155,7 @@ export type LiftReason = "period_reset" | "limit_raised" | "limit_removed" | "la
 export interface TenantPolicy {
   tenant: Tenant;
   tier: Tier;
-  /** Every key of the tenant (revoked ones too: their usage still counts this period). */
+  /** The keys being measured (revoked ones too: their usage still counts this period). */
   keys: ApiKey[];
 }
 
@@ -175,7 +175,10 @@ export interface OutboxEvent {
  * only by the transaction whose write made the transition.
  */
 export interface QuotaStateTx {
-  policy(): Promise<TenantPolicy | null>;
+  /** The tenant and its tier, as the operator left them (not the hot path's cache). */
+  policy(): Promise<Omit<TenantPolicy, "keys"> | null>;
+  /** The tenant's keys among `ids` (only keys with usage or state are ever measured). */
+  keys(ids: string[]): Promise<ApiKey[]>;
   periodState(): Promise<TenantPeriodState | null>;
   /** Insert (expected null) or move from `expected` periods; false when the row was not as expected. */
   savePeriodState(next: TenantPeriodState, expected: { day: string; month: string } | null): Promise<boolean>;

@@ -1,10 +1,11 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import type { Db } from "./db.js";
 import { apiKeys, tenants, tiers } from "./schema/index.js";
 import { quotaDegradationHistory, quotaDegradationState, quotaTenantPeriods, quotaThresholdState } from "./schema/usage.js";
 import { apiKeyFromRow, tenantFromRow, tierFromRow } from "./mapping.js";
 import { newId } from "../../lib/ids.js";
 import { isQuotaDimension } from "../../domain/usage/quota-rules.js";
+import type { ApiKey } from "../../domain/tenancy/types.js";
 import type {
   DegradationState,
   KeyPeriodUsage,
@@ -46,13 +47,21 @@ export class PostgresQuotaStateTx implements QuotaStateTx {
     private readonly tenantId: string,
   ) {}
 
-  async policy(): Promise<TenantPolicy | null> {
+  async policy(): Promise<Omit<TenantPolicy, "keys"> | null> {
     const [t] = await this.tx.select().from(tenants).where(eq(tenants.id, this.tenantId));
     if (!t) return null;
     const [tier] = await this.tx.select().from(tiers).where(eq(tiers.id, t.tierId));
     if (!tier) return null;
-    const keys = await this.tx.select().from(apiKeys).where(eq(apiKeys.tenantId, this.tenantId));
-    return { tenant: tenantFromRow(t), tier: tierFromRow(tier), keys: keys.map(apiKeyFromRow) };
+    return { tenant: tenantFromRow(t), tier: tierFromRow(tier) };
+  }
+
+  async keys(ids: string[]): Promise<ApiKey[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.tx
+      .select()
+      .from(apiKeys)
+      .where(and(eq(apiKeys.tenantId, this.tenantId), inArray(apiKeys.id, ids)));
+    return rows.map(apiKeyFromRow);
   }
 
   async periodState(): Promise<TenantPeriodState | null> {
