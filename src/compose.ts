@@ -51,6 +51,16 @@ import { WebhookDispatcher } from "./jobs/webhook-dispatcher.js";
 import { OutboxRelay } from "./jobs/relay.js";
 import { buildApiSchema } from "./graphql/schema.js";
 import { createApiServer, type ApiServer } from "./graphql/server.js";
+import { RedisAbuseStore } from "./storage/redis/abuse-store.js";
+import { PostgresAbuseRepository } from "./storage/postgres/abuse.repository.js";
+import { AbuseStateCache } from "./domain/abuse/state-cache.js";
+import { BreakerService } from "./domain/abuse/breaker.service.js";
+import { AnomalyService } from "./domain/abuse/anomaly.service.js";
+import { FailedAuthThrottle } from "./domain/abuse/auth-throttle.js";
+import { UsageObserver } from "./domain/abuse/observer.js";
+import { AbuseMonitor } from "./domain/abuse/monitor.js";
+import { AuditService } from "./domain/abuse/audit.service.js";
+import { AbuseJobs } from "./jobs/abuse.jobs.js";
 import { ServiceMetrics } from "./metrics/service-metrics.js";
 import { instrumentCounterStore } from "./metrics/instrumented-counter-store.js";
 import { operationMetricsPlugin } from "./metrics/operation-metrics.plugin.js";
@@ -68,6 +78,8 @@ export interface Services {
   enforcement: EnforcementService;
   ledger: PostgresLedgerWriter;
   policyCache: PolicyCache;
+  /** Spend breakers, anomalies, failed-auth throttling and the audit trail (issue #5). */
+  abuse: AbuseServices;
   /** Usage reports: rollups plus the ledger rows not rolled up yet (exact at any moment). */
   usage: UsageService;
   /** BullMQ queues (every process) and, with WORKERS_ENABLED, the quota lifecycle's workers and schedulers. */
@@ -92,6 +104,19 @@ export interface Services {
   logger: Logger;
   /** Prometheus series (/metrics); `metrics.jobs` is for background workers to report runs. */
   metrics: ServiceMetrics;
+}
+
+export interface AbuseServices {
+  breakers: BreakerService;
+  anomalies: AnomalyService;
+  audit: AuditService;
+  /** One evaluation pass (the abuse job runs it on the workers; tests may call it directly). */
+  monitor: AbuseMonitor;
+  /** The hot path's buffered observations; `flush()` writes them now. */
+  observer: UsageObserver;
+  /** This replica's cached breaker and degradation state; `refresh()` re-reads it now. */
+  state: AbuseStateCache;
+  throttle: FailedAuthThrottle;
 }
 
 export interface App {
@@ -185,6 +210,85 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   cleanups.push(() => ledger.flush());
   const archive = new PostgresReservationArchive(db, { lingerMs: 20, maxBatch: 1_000, logger });
   cleanups.push(() => archive.flush());
+  // ── abuse controls (issue #5): the hot path only reads in-process caches and buffers what it
+  // saw; breakers and anomalies are evaluated by the abuse job from commit-time Redis counters ──
+  const abuseChannel = `${config.redis.keyPrefix}abuse:state`;
+  const abuseStore = new RedisAbuseStore(redis, { channel: abuseChannel, recordKeepMs: 30 * 86_400_000 });
+  const abuseRepository = new PostgresAbuseRepository(db);
+  const abuseBucketMs = config.abuse.bucketSeconds * 1000;
+  const abuseState = new AbuseStateCache({ source: abuseStore, clock: redisClock, logger, globalHalfOpenOneIn: config.abuse.globalBreaker.halfOpenOneIn });
+  await abuseState.refresh();
+  abuseState.start(config.abuse.stateRefreshMs);
+  cleanups.push(async () => abuseState.stop());
+  subscriber.on("message", (channel) => {
+    if (channel === abuseChannel) abuseState.refreshSoon();
+  });
+  await subscriber.subscribe(abuseChannel);
+  const breakers = new BreakerService({
+    store: abuseStore,
+    repo: abuseRepository,
+    policy: policyCache,
+    clock: redisClock,
+    logger,
+    bucketMs: abuseBucketMs,
+    global: config.abuse.globalBreaker,
+    onStateChanged: () => abuseState.refreshSoon(),
+  });
+  const anomalies = new AnomalyService({
+    store: abuseStore,
+    repo: abuseRepository,
+    policy: policyCache,
+    keys: apiKeys,
+    clock: redisClock,
+    logger,
+    bucketMs: abuseBucketMs,
+    onStateChanged: () => abuseState.refreshSoon(),
+  });
+  const authThrottle = new FailedAuthThrottle({
+    store: abuseStore,
+    settings: {
+      windowMs: config.abuse.authThrottle.windowSeconds * 1000,
+      maxPerSource: config.abuse.authThrottle.maxFailuresPerSource,
+      maxPerPrefix: config.abuse.authThrottle.maxFailuresPerPrefix,
+      blockMs: config.abuse.authThrottle.blockSeconds * 1000,
+    },
+    apiKeyPrefix: config.auth.apiKeyPrefix,
+    logger,
+    onBurst: (b) => void anomalies.recordAuthBurst(b).catch((err) => logger.warn({ err: (err as Error).message }, "failed-auth burst could not be recorded")),
+  });
+  const usageObserver = new UsageObserver({
+    store: abuseStore,
+    audit: abuseRepository,
+    clock: redisClock,
+    logger,
+    bucketMs: abuseBucketMs,
+    apiKeyPrefix: config.auth.apiKeyPrefix,
+    // Long enough for the longest window a tier may set (a day) if no evaluator trims meanwhile.
+    keepMs: 26 * 3_600_000,
+  });
+  usageObserver.start(config.abuse.flushIntervalMs);
+  // Runs before Redis and Postgres close (cleanups run in reverse): buffered denials are not lost.
+  cleanups.push(() => usageObserver.stop());
+  const abuseMonitor = new AbuseMonitor({
+    store: abuseStore,
+    breakers,
+    anomalies,
+    policy: policyCache,
+    clock: redisClock,
+    logger,
+    activeForMs: 3_600_000,
+    leaseMs: Math.max(30_000, 3 * config.abuse.evaluateIntervalMs),
+  });
+  const abuse: AbuseServices = {
+    breakers,
+    anomalies,
+    audit: new AuditService(abuseRepository),
+    monitor: abuseMonitor,
+    observer: usageObserver,
+    state: abuseState,
+    throttle: authThrottle,
+  };
+
   // Set once the job system exists (below): commits before that have nobody to tell.
   let jobs: JobSystem | null = null;
   const enforcement = new EnforcementService({
@@ -197,6 +301,11 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     logger,
     metrics: metrics.enforcement,
     storeTimeoutMs: config.redis.commandTimeoutMs,
+    globalBreakerOpen: () => abuseState.globalBreakerOpen(),
+    tenantBreakerGate: (tenantId) => abuseState.tenantBreakerGate(tenantId),
+    keyDegradation: (keyId) => abuseState.keyDegradation(keyId),
+    authThrottle,
+    observer: usageObserver,
     onCommitted: (info) => jobs?.notifyCommitted(info),
   });
   // ── quota lifecycle: rollups, thresholds, degradation, period resets, sweeper, reconciliation ──
@@ -233,6 +342,17 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const tiers = new TiersService({ repo: tierRepository, tenants: tenantRepository, audit, invalidation, clock });
   const tenants = new TenantsService({ repo: tenantRepository, tiers: tierRepository, audit, invalidation, clock });
   const models = new ModelsService({ repo: new PostgresModelRepository(db), audit, invalidation, clock });
+  if (config.workersEnabled) {
+    const abuseJobs = new AbuseJobs({
+      redis: redisSettings,
+      monitor: abuseMonitor,
+      intervalMs: config.abuse.evaluateIntervalMs,
+      logger,
+      onJobFinished: (queue, job, ms, ok) => metrics.jobs.record(queue, job, ms, ok),
+    });
+    await abuseJobs.start();
+    cleanups.push(() => abuseJobs.close());
+  }
 
   // ── quota events: outbox → relay → subscriptions (Redis pub/sub) and webhooks ──
   const outbox = new PostgresOutbox(db, { clock });
@@ -268,7 +388,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
 
   const services: Services = {
     auth, audit, apiKeys, credentials, apiKeyVerifier, enforcement, ledger, policyCache,
-    tiers, tenants, models,
+    tiers, tenants, models, abuse,
     outbox, quotaEvents, eventFeed, webhooks,
     usage, jobs: jobSystem,
     db, redis, invalidation, clock, config, logger, metrics,

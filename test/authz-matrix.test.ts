@@ -80,6 +80,17 @@ const EXPECTED_ROLES: Record<string, Role[]> = {
   "Mutation.deleteWebhookEndpoint": ["ADMIN", "TENANT_ADMIN"],
   // usage reports (issue 4): operators, billing systems, tenant admins for their own tenant
   "Query.usage": ["ADMIN", "TENANT_ADMIN", "BILLING"],
+  // abuse and cost controls (issue 5): breaker state is configuration (readers see their own
+  // tenant's); operators alone open and close breakers; investigations are ADMIN and TENANT_ADMIN
+  "Query.breaker": CONFIG_READERS,
+  "Query.globalBreaker": CONFIG_READERS,
+  "Query.openBreakers": ADMIN_ONLY,
+  "Query.anomalies": ["ADMIN", "TENANT_ADMIN"],
+  "Query.auditLog": ["ADMIN", "TENANT_ADMIN"],
+  "Mutation.openBreaker": ADMIN_ONLY,
+  "Mutation.closeBreaker": ADMIN_ONLY,
+  "Mutation.openGlobalBreaker": ADMIN_ONLY,
+  "Mutation.closeGlobalBreaker": ADMIN_ONLY,
 };
 
 /** A well-formed value per scalar, so a call gets past GraphQL validation to the role check. */

@@ -62,6 +62,28 @@ const EnvSchema = z.object({
   MAX_QUERY_DEPTH: int(12, 2, 100),
   MAX_QUERY_COMPLEXITY: int(2_000, 10, 1_000_000),
 
+  /** Abuse controls: one spend/statistics bucket; breaker and anomaly windows are whole buckets. */
+  ABUSE_BUCKET_SECONDS: int(60, 1, 3_600),
+  /** How often the abuse job evaluates breakers and anomalies (on the workers). */
+  ABUSE_EVALUATE_INTERVAL_MS: int(10_000, 100, 600_000),
+  /** How often each replica flushes buffered usage (Redis) and denial aggregates (Postgres). */
+  ABUSE_FLUSH_INTERVAL_MS: int(1_000, 50, 60_000),
+  /** How often each replica re-reads breaker and degradation state (pub/sub makes changes immediate). */
+  ABUSE_STATE_REFRESH_MS: int(1_000, 50, 60_000),
+  /** The global spend breaker: all tenants' spend against its own baseline, like a tier's breaker. */
+  GLOBAL_BREAKER_ENABLED: bool(true),
+  GLOBAL_BREAKER_MULTIPLIER: z.coerce.number().min(1).max(10_000).default(3),
+  GLOBAL_BREAKER_WINDOW_SECONDS: int(600, 1, 86_400),
+  GLOBAL_BREAKER_MIN_SPEND_USD: z.string().regex(/^\d{1,12}(\.\d{1,9})?$/, "must be a USD amount such as 1000 or 12.5").default("1000"),
+  GLOBAL_BREAKER_COOLDOWN_SECONDS: int(600, 1, 86_400),
+  GLOBAL_BREAKER_HALF_OPEN_ONE_IN: int(10, 1, 1_000_000),
+  GLOBAL_BREAKER_BASELINE_SECONDS: int(604_800, 1, 31_536_000),
+  /** Failed-auth throttling: this many failures in the window block a client address / key prefix. */
+  AUTH_THROTTLE_WINDOW_SECONDS: int(60, 1, 86_400),
+  AUTH_THROTTLE_MAX_FAILURES_PER_SOURCE: int(20, 1, 1_000_000),
+  AUTH_THROTTLE_MAX_FAILURES_PER_PREFIX: int(10, 1, 1_000_000),
+  AUTH_THROTTLE_BLOCK_SECONDS: int(300, 1, 86_400),
+
   /** Group commit: how long the ledger writer waits for company, and the largest batch. */
   LEDGER_LINGER_MS: int(2, 0, 100),
   LEDGER_MAX_BATCH: int(1_000, 1, 10_000),
@@ -118,6 +140,12 @@ const EnvSchema = z.object({
 
 export type Env = z.input<typeof EnvSchema>;
 
+/** "12.5" → 12_500_000_000n (the schema has checked the shape). Money never passes through a float. */
+function usdToNano(usd: string): bigint {
+  const [whole, frac = ""] = usd.split(".");
+  return BigInt(whole!) * 1_000_000_000n + BigInt(frac.padEnd(9, "0"));
+}
+
 export interface Config {
   env: "development" | "production" | "test";
   http: { host: string; port: number; maxBodyBytes: number };
@@ -140,6 +168,23 @@ export interface Config {
     } | null;
   };
   graphql: { introspection: boolean; maxDepth: number; maxComplexity: number };
+  abuse: {
+    bucketSeconds: number;
+    evaluateIntervalMs: number;
+    flushIntervalMs: number;
+    stateRefreshMs: number;
+    /** Same shape as a tier's breaker settings (src/domain/tenancy/types.ts BreakerSettings). */
+    globalBreaker: {
+      enabled: boolean;
+      multiplier: number;
+      windowSeconds: number;
+      minSpendNano: bigint;
+      cooldownSeconds: number;
+      halfOpenOneIn: number;
+      baselineSeconds: number;
+    };
+    authThrottle: { windowSeconds: number; maxFailuresPerSource: number; maxFailuresPerPrefix: number; blockSeconds: number };
+  };
   ledger: { lingerMs: number; maxBatch: number };
   cacheTtlMs: number;
   workersEnabled: boolean;
@@ -209,6 +254,27 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           : isTrue(e.GRAPHQL_INTROSPECTION),
       maxDepth: e.MAX_QUERY_DEPTH,
       maxComplexity: e.MAX_QUERY_COMPLEXITY,
+    },
+    abuse: {
+      bucketSeconds: e.ABUSE_BUCKET_SECONDS,
+      evaluateIntervalMs: e.ABUSE_EVALUATE_INTERVAL_MS,
+      flushIntervalMs: e.ABUSE_FLUSH_INTERVAL_MS,
+      stateRefreshMs: e.ABUSE_STATE_REFRESH_MS,
+      globalBreaker: {
+        enabled: e.GLOBAL_BREAKER_ENABLED,
+        multiplier: e.GLOBAL_BREAKER_MULTIPLIER,
+        windowSeconds: e.GLOBAL_BREAKER_WINDOW_SECONDS,
+        minSpendNano: usdToNano(e.GLOBAL_BREAKER_MIN_SPEND_USD),
+        cooldownSeconds: e.GLOBAL_BREAKER_COOLDOWN_SECONDS,
+        halfOpenOneIn: e.GLOBAL_BREAKER_HALF_OPEN_ONE_IN,
+        baselineSeconds: e.GLOBAL_BREAKER_BASELINE_SECONDS,
+      },
+      authThrottle: {
+        windowSeconds: e.AUTH_THROTTLE_WINDOW_SECONDS,
+        maxFailuresPerSource: e.AUTH_THROTTLE_MAX_FAILURES_PER_SOURCE,
+        maxFailuresPerPrefix: e.AUTH_THROTTLE_MAX_FAILURES_PER_PREFIX,
+        blockSeconds: e.AUTH_THROTTLE_BLOCK_SECONDS,
+      },
     },
     ledger: { lingerMs: e.LEDGER_LINGER_MS, maxBatch: e.LEDGER_MAX_BATCH },
     cacheTtlMs: e.CACHE_TTL_MS,

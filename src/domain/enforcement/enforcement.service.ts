@@ -9,7 +9,18 @@ import { periodsAt } from "./periods.js";
 import type { PolicyLoader } from "./policy-cache.js";
 import type { ArchivedReservation, CounterStore, KeyVerifier, QuotaCounterState, RawReserveResult, ReservationArchive, StoredReservation } from "./ports.js";
 import { newReservationId, tenantOfReservation } from "./reservation-id.js";
-import type { CommitRequest, CommitResult, Decision, LedgerWriter, LimitStatus, ReleaseResult, ReserveRequest } from "./types.js";
+import type {
+  AuthThrottle,
+  CommitRequest,
+  CommitResult,
+  Decision,
+  EnforcementObserver,
+  KeyDegradation,
+  LedgerWriter,
+  LimitStatus,
+  ReleaseResult,
+  ReserveRequest,
+} from "./types.js";
 import { validateCommitRequest, validateReserveRequest } from "./validation.js";
 import { decodeDecision, encodeDecision } from "./decision-codec.js";
 
@@ -38,7 +49,23 @@ export interface EnforcementServiceOptions {
   onCommitted?: (info: { tenantId: string; keyId: string; reservationId: string; overage: boolean }) => void;
   /** The global spend breaker (cached flag); open = deny all but CRITICAL. */
   globalBreakerOpen?: () => boolean;
+  // ── abuse controls (src/domain/abuse), all optional and none blocking a decision ──
+  /** Failed-auth throttling: one Redis read before the key lookup when the gateway passes clientAddress. */
+  authThrottle?: AuthThrottle;
+  /**
+   * A half-open tenant breaker's trickle, from an in-process cache, for a non-CRITICAL request:
+   * "DENY" refuses it, "PASS" lets it past the breaker flag the reserve script reads (it is the
+   * one in N), null = no say (an OPEN breaker is that flag alone; a stale cache therefore errs
+   * on the side of denying).
+   */
+  tenantBreakerGate?: (tenantId: string) => "DENY" | "PASS" | null;
+  /** Keys an anomaly action degraded (in-process cache): their requests get tighter directives. */
+  keyDegradation?: (keyId: string) => KeyDegradation | null;
+  /** Told every decision and every commit; returns at once (it buffers) and never throws. */
+  observer?: EnforcementObserver;
 }
+
+const PRIORITY_RANK: Record<Priority, number> = { CRITICAL: 0, NORMAL: 1, BACKGROUND: 2 };
 
 const BACKEND_RETRY_MS = 1_000;
 const CONCURRENCY_RETRY_MS = 1_000;
@@ -74,26 +101,64 @@ export class EnforcementService {
   }
 
   async checkAndReserve(req: ReserveRequest, actor: Actor): Promise<Decision> {
+    const decision = await this.reserveDecision(req, actor);
+    if (this.o.observer) {
+      try {
+        this.o.observer.decided({ req, actor, decision });
+      } catch (err) {
+        this.o.logger.warn({ err: (err as Error).message }, "enforcement observer failed");
+      }
+    }
+    return decision;
+  }
+
+  private throttled(retryAfterMs: number): Denial {
+    return this.deny("RATE_LIMITED", "too many failed authentications from this client or for this key; retry later", { retryAfterMs });
+  }
+
+  /** A refused key: counted by the failed-auth throttle, which may turn the answer into RATE_LIMITED. */
+  private async authFailed(req: ReserveRequest, reason: "KEY_INVALID" | "KEY_REVOKED" | "KEY_EXPIRED"): Promise<Denial> {
+    if (this.o.authThrottle) {
+      const blockedMs = await this.o.authThrottle.failed({ presentedKey: req.apiKey, source: req.clientAddress ?? null, reason });
+      if (blockedMs > 0) return this.throttled(blockedMs);
+    }
+    const message = { KEY_INVALID: "the API key is not valid", KEY_REVOKED: "the API key has been revoked", KEY_EXPIRED: "the API key has expired" }[reason];
+    return this.deny(reason, message);
+  }
+
+  private async reserveDecision(req: ReserveRequest, actor: Actor): Promise<Decision> {
     validateReserveRequest(req);
     const now = this.o.clock.now();
-    const verdict = await this.o.keys.verify(req.apiKey, now);
-    if (!verdict.ok) {
-      const message = { KEY_INVALID: "the API key is not valid", KEY_REVOKED: "the API key has been revoked", KEY_EXPIRED: "the API key has expired" }[verdict.reason];
-      return this.deny(verdict.reason, message);
+    // A client address that keeps failing is refused before its key costs a lookup.
+    if (this.o.authThrottle && req.clientAddress) {
+      const blockedMs = await this.o.authThrottle.sourceBlockedMs(req.clientAddress);
+      if (blockedMs > 0) return this.throttled(blockedMs);
     }
+    const verdict = await this.o.keys.verify(req.apiKey, now);
+    if (!verdict.ok) return this.authFailed(req, verdict.reason);
     const key = verdict.key;
     // A gateway bound to one tenant cannot spend another tenant's keys.
-    if (actor.tenantId !== null && actor.tenantId !== key.tenantId) return this.deny("KEY_INVALID", "the API key is not valid");
+    if (actor.tenantId !== null && actor.tenantId !== key.tenantId) return this.authFailed(req, "KEY_INVALID");
     const ids = { tenantId: key.tenantId, keyId: key.id };
 
     const tenant = await this.o.policy.tenant(key.tenantId);
-    if (!tenant) return this.deny("KEY_INVALID", "the API key is not valid");
+    if (!tenant) return this.authFailed(req, "KEY_INVALID");
     if (tenant.status !== "ACTIVE") return this.deny("TENANT_SUSPENDED", "the tenant is suspended", ids);
     const tier = await this.o.policy.tier(tenant.tierId);
     if (!tier) throw new Error(`tenant ${tenant.id} references missing tier ${tenant.tierId}`);
     const model = await this.o.policy.model(req.model);
     const pre = precheck(req, tier, key, model, now);
     if (pre) return this.deny(pre.reason, pre.message, ids);
+    // An anomaly action may have degraded this key: plan the request with its tighter directives
+    // (the idempotency fingerprint below still covers the request as the gateway sent it).
+    const degradation = this.o.keyDegradation?.(key.id) ?? null;
+    const effective: ReserveRequest = degradation
+      ? {
+          ...req,
+          maxOutputTokens: Math.min(req.maxOutputTokens ?? tier.defaultMaxOutputTokens, degradation.maxOutputTokens),
+          priority: PRIORITY_RANK[degradation.priority] > PRIORITY_RANK[req.priority] ? degradation.priority : req.priority,
+        }
+      : req;
 
     const targets = new Set<string>();
     for (const rung of tier.degradationLadder) for (const m of rung.modelMap) if (m.to !== req.model) targets.add(m.to);
@@ -103,10 +168,16 @@ export class EnforcementService {
       if (m) models.set(name, m);
     }
     const periods = periodsAt(now, tenant.timezone);
-    const plan = buildReservePlan({ req, tier, tenant, key, model: model!, models, periods, now });
+    const plan = buildReservePlan({ req: effective, tier, tenant, key, model: model!, models, periods, now });
 
-    if (req.priority !== "CRITICAL" && this.o.globalBreakerOpen?.()) {
+    if (effective.priority !== "CRITICAL" && this.o.globalBreakerOpen?.()) {
       return this.deny("CIRCUIT_OPEN", "the global spend circuit breaker is open: only CRITICAL requests pass", ids);
+    }
+    let passBreaker = effective.priority === "CRITICAL";
+    if (!passBreaker) {
+      const gate = this.o.tenantBreakerGate?.(tenant.id) ?? null;
+      if (gate === "DENY") return this.deny("CIRCUIT_OPEN", "the tenant's spend circuit breaker is half-open: only a trickle of non-CRITICAL requests passes", ids);
+      passBreaker = gate === "PASS";
     }
 
     const reservationId = newReservationId(tenant.id);
@@ -120,7 +191,7 @@ export class EnforcementService {
       let outcome;
       try {
         const deadlineMs = this.o.clock.now().getTime() + this.o.storeTimeoutMs;
-        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: req.priority === "CRITICAL", record, settleKeys, deadlineMs });
+        outcome = await this.o.counters.reserve(plan, reservationId, { idempotency, critical: passBreaker, record, settleKeys, deadlineMs });
       } catch (err) {
         if (!this.o.counters.isUnavailable(err)) throw err;
         this.o.metrics?.backendError("reserve");
@@ -144,28 +215,15 @@ export class EnforcementService {
           }
           continue;
         case "replay":
-          return outcome.rendered ? decodeDecision(outcome.rendered) : this.decide(plan, outcome.result, reservationId, ids);
+          return outcome.rendered ? decodeDecision(outcome.rendered) : this.decide(plan, outcome.result, reservationId, ids, degradation);
         case "result": {
-          const decision = this.decide(plan, outcome.result, reservationId, ids);
+          const decision = this.decide(plan, outcome.result, reservationId, ids, degradation);
           if (decision.allowed) {
             this.o.counters.registerSweepTenant(tenant.id).catch((err) => this.o.logger.warn({ err }, "sweep registration failed"));
             const v = plan.variants[outcome.result.variant]!;
-            this.o.archive.record({
-              ...record,
-              id: reservationId,
-              model: v.model,
-              inputNanoPerToken: v.price.inputNano,
-              outputNanoPerToken: v.price.outputNano,
-              state: "R",
-              inputTokens: v.inputTokens,
-              outputTokens: v.outputTokens,
-              costNano: v.costNano,
-              reservedAt: new Date(outcome.result.nowMs),
-              expiresAt: new Date(outcome.result.expiresAtMs),
-              settleKeys,
-              quotaLimits: [],
-              failOpen: false,
-            });
+            this.o.archive.record(
+              archiveEntry(record, reservationId, v, settleKeys, { reservedAt: new Date(outcome.result.nowMs), expiresAt: new Date(outcome.result.expiresAtMs), failOpen: false }),
+            );
           }
           if (idempotency) {
             await this.o.counters
@@ -218,22 +276,7 @@ export class EnforcementService {
     const now = this.o.clock.now();
     const expiresAt = new Date(now.getTime() + plan.ttlMs);
     try {
-      await this.o.archive.recordNow({
-        ...record,
-        id: reservationId,
-        model: v.model,
-        inputNanoPerToken: v.price.inputNano,
-        outputNanoPerToken: v.price.outputNano,
-        state: "R",
-        inputTokens: v.inputTokens,
-        outputTokens: v.outputTokens,
-        costNano: v.costNano,
-        reservedAt: now,
-        expiresAt,
-        settleKeys,
-        quotaLimits: [],
-        failOpen: true,
-      });
+      await this.o.archive.recordNow(archiveEntry(record, reservationId, v, settleKeys, { reservedAt: now, expiresAt, failOpen: true }));
     } catch (err) {
       this.o.logger.warn({ err }, "fail-open reservation could not be archived; failing closed");
       return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
@@ -281,18 +324,25 @@ export class EnforcementService {
     return out;
   }
 
-  private decide(plan: ReservePlan, r: RawReserveResult, reservationId: string, ids: { tenantId: string; keyId: string }): Decision {
+  private decide(
+    plan: ReservePlan,
+    r: RawReserveResult,
+    reservationId: string,
+    ids: { tenantId: string; keyId: string },
+    keyDegradation: KeyDegradation | null = null,
+  ): Decision {
     const v: PlanVariant = plan.variants[r.variant]!;
     const limits = this.limitsOf(plan, r);
     if (r.allowed) {
-      const degraded = v.rung !== null;
+      const degraded = v.rung !== null || keyDegradation !== null;
       this.o.metrics?.decision(degraded ? "ALLOW_DEGRADED" : "ALLOW", degraded ? "DEGRADED" : null);
       const rung = plan.ladder.find((l) => l.variant === r.variant);
+      const why = [rung ? `usage reached ${rung.atPercent}% of ${rung.dimension}` : null, keyDegradation?.reason ?? null].filter(Boolean);
       return {
         allowed: true,
         outcome: degraded ? "ALLOW_DEGRADED" : "ALLOW",
         reason: degraded ? "DEGRADED" : null,
-        message: degraded && rung ? `degraded: usage reached ${rung.atPercent}% of ${rung.dimension}` : null,
+        message: degraded && why.length > 0 ? `degraded: ${why.join("; ")}` : null,
         retryAfterMs: null,
         reservation: { id: reservationId, expiresAt: new Date(r.expiresAtMs), inputTokens: v.inputTokens, outputTokens: v.outputTokens, costNano: v.costNano },
         directives: { model: v.model, maxInputTokens: v.maxInputTokens, maxOutputTokens: v.outputTokens, priority: v.priority as Priority },
@@ -456,6 +506,13 @@ export class EnforcementService {
       reservedAt: r.reservedAt,
     });
     if (out.kind !== "replay") this.notifyCommitted({ tenantId: r.tenantId, keyId: r.keyId, reservationId: r.id, overage });
+    if (out.kind !== "replay" && this.o.observer) {
+      try {
+        this.o.observer.committed({ tenantId: r.tenantId, keyId: r.keyId, costNano });
+      } catch (err) {
+        this.o.logger.warn({ err: (err as Error).message }, "enforcement observer failed");
+      }
+    }
     return {
       reservationId: r.id,
       inputTokens: input.inputTokens,
@@ -533,6 +590,30 @@ export class EnforcementService {
     }
     return expired;
   }
+}
+
+/** The archive's copy of a reservation: the chosen variant's model, price and holds. */
+function archiveEntry(
+  record: { tenantId: string; keyId: string; subject: string | null; route: string; day: string; month: string },
+  id: string,
+  v: PlanVariant,
+  settleKeys: string,
+  at: { reservedAt: Date; expiresAt: Date; failOpen: boolean },
+): ArchivedReservation {
+  return {
+    ...record,
+    id,
+    model: v.model,
+    inputNanoPerToken: v.price.inputNano,
+    outputNanoPerToken: v.price.outputNano,
+    state: "R",
+    inputTokens: v.inputTokens,
+    outputTokens: v.outputTokens,
+    costNano: v.costNano,
+    settleKeys,
+    quotaLimits: [],
+    ...at,
+  };
 }
 
 function sha256(s: string): string {

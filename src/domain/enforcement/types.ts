@@ -1,4 +1,4 @@
-import type { LimitDimension, Priority } from "../tenancy/types.js";
+import type { Actor, LimitDimension, Priority } from "../tenancy/types.js";
 
 /** What a gateway asks before a model call. Validated by `validateReserveRequest`. */
 export interface ReserveRequest {
@@ -11,6 +11,10 @@ export interface ReserveRequest {
   subject: string | null;
   priority: Priority;
   tools: string[];
+  /** The end client's address as the gateway saw it: failed-auth throttling and audit. */
+  clientAddress?: string | null;
+  /** A hash of the prompt's shape (the gateway's choice): storms of variants are an anomaly. */
+  promptFingerprint?: string | null;
 }
 
 export type DecisionOutcome = "ALLOW" | "ALLOW_DEGRADED" | "DENY";
@@ -139,4 +143,33 @@ export interface LedgerWriter {
   /** The COMMIT row of a reservation, if one was written. */
   findCommit(reservationId: string): Promise<{ inputTokens: bigint; outputTokens: bigint; costNano: bigint; status: string; overage: boolean } | null>;
   flush(): Promise<void>;
+}
+
+// ── optional hooks of the abuse controls (src/domain/abuse); none of them may block a decision ──
+
+/**
+ * Failed-authentication throttling. A client address that keeps presenting bad keys is refused
+ * (RATE_LIMITED) before its key is even looked up; a key prefix that keeps failing answers
+ * RATE_LIMITED instead of KEY_INVALID, but its right secret still passes, so nobody can lock a
+ * key's owner out by guessing at it. Implementations never throw: an unreachable store reads
+ * as "not blocked" (the reserve itself fails closed anyway).
+ */
+export interface AuthThrottle {
+  /** How many ms `source` is still blocked for; 0 = not blocked. */
+  sourceBlockedMs(source: string): Promise<number>;
+  /** Records a failed authentication; returns how many ms the caller is now blocked for (0 = not). */
+  failed(f: { presentedKey: string; source: string | null; reason: "KEY_INVALID" | "KEY_REVOKED" | "KEY_EXPIRED" }): Promise<number>;
+}
+
+/** Tighter directives for a key an anomaly action degraded. */
+export interface KeyDegradation {
+  maxOutputTokens: number;
+  priority: Priority;
+  reason: string;
+}
+
+/** Sees every decision and every commit after the fact (aggregated audit, spend, anomaly statistics). */
+export interface EnforcementObserver {
+  decided(e: { req: ReserveRequest; actor: Actor; decision: Decision }): void;
+  committed(e: { tenantId: string; keyId: string; costNano: bigint }): void;
 }

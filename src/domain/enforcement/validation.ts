@@ -4,6 +4,7 @@ import type { CommitRequest, ReserveRequest } from "./types.js";
 /** Token counts beyond this are refused: no real request is that large, and money stays < 2^53. */
 export const MAX_TOKENS = 1_000_000_000;
 const MAX_STRING = 200;
+const CLIENT_ADDRESS_RE = /^[0-9A-Za-z.:_%\[\]-]+$/;
 
 function tokens(value: unknown, field: string, optional = false): void {
   if (optional && (value === null || value === undefined)) return;
@@ -29,6 +30,12 @@ export function validateReserveRequest(r: ReserveRequest): void {
   text(r.idempotencyKey, "input.idempotencyKey", { optional: true });
   text(r.subject, "input.subject", { optional: true });
   if (r.tools.length > 64) throw badInput("input.tools", "at most 64 tools");
+  text(r.promptFingerprint, "input.promptFingerprint", { optional: true });
+  text(r.clientAddress, "input.clientAddress", { optional: true, max: 100 });
+  // It becomes part of Redis key names: IPv4/IPv6 (with zone), host names and similar only.
+  if (typeof r.clientAddress === "string" && !CLIENT_ADDRESS_RE.test(r.clientAddress)) {
+    throw badInput("input.clientAddress", "must be an IP address or host name (letters, digits and . : - _ [ ] %)");
+  }
   r.tools.forEach((t, i) => text(t, `input.tools[${i}]`));
 }
 

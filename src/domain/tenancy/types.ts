@@ -91,8 +91,54 @@ export interface Tier {
   routeReservationTtlSeconds: { route: string; seconds: number }[];
   /** Pure rate limits may fail open when Redis is unreachable; quotas and budgets never do. */
   failOpenRateLimits: boolean;
+  /** Spend circuit breaker settings (src/domain/abuse); absent = the defaults there. */
+  breaker?: BreakerSettings;
+  /** Anomaly thresholds and the action taken on one (src/domain/abuse); absent = the defaults there. */
+  anomaly?: AnomalySettings;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/**
+ * When a tenant's spend rate trips its circuit breaker: spend over the last `windowSeconds`
+ * reaches `multiplier` times the tenant's own baseline for such a window (and at least
+ * `minSpendNano`). Open denies all but CRITICAL; after `cooldownSeconds` it is half-open and
+ * lets one request in `halfOpenOneIn` through; it closes when the rate is back below the bar.
+ * The baseline is an exponentially weighted mean with time constant `baselineSeconds`.
+ */
+export interface BreakerSettings {
+  enabled: boolean;
+  multiplier: number;
+  windowSeconds: number;
+  minSpendNano: bigint;
+  cooldownSeconds: number;
+  halfOpenOneIn: number;
+  baselineSeconds: number;
+}
+
+export type AnomalyAction = "NONE" | "DEGRADE" | "SUSPEND_KEY";
+
+/**
+ * Per-key anomaly thresholds, each a multiple of the key's own baseline with an absolute floor
+ * (a brand-new key has no baseline), and what to do when one is found.
+ */
+export interface AnomalySettings {
+  action: AnomalyAction;
+  /** The window volume and prompt variants are counted over. */
+  windowSeconds: number;
+  volumeMultiplier: number;
+  minRequests: number;
+  sizeMultiplier: number;
+  minInputTokens: number;
+  /** Requests a key must have made before its usual size is trusted. */
+  minSamples: number;
+  variantMultiplier: number;
+  minVariants: number;
+  /** DEGRADE: the key's requests get at most this output and this priority for degradeSeconds. */
+  degradeMaxOutputTokens: number;
+  degradePriority: Priority;
+  degradeSeconds: number;
+  baselineSeconds: number;
 }
 
 export type TenantStatus = "ACTIVE" | "SUSPENDED";
@@ -156,7 +202,8 @@ export interface Model {
 
 /** The authenticated caller of the GraphQL API. */
 export interface Actor {
-  kind: "credential" | "jwt" | "bootstrap";
+  /** "system": the service itself (a background job acting on a policy an operator chose). */
+  kind: "credential" | "jwt" | "bootstrap" | "system";
   id: string;
   role: Role;
   /** Set for TENANT_ADMIN (always) and for tenant-bound GATEWAY/BILLING credentials. */

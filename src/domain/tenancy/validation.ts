@@ -2,6 +2,14 @@ import { z } from "zod";
 import { badInput, type DomainError } from "../../lib/errors.js";
 import { formatUsd, MAX_COUNTER_NANO, parseUsd, type NanoUsd } from "../billing/money.js";
 import type { LadderRung, LimitDimension, ModelMapping, Priority, RateLimit, RouteModelLimit, ScopeLimits, Tier } from "./types.js";
+import {
+  anomalySettingsSchema,
+  breakerSettingsSchema,
+  DEFAULT_ANOMALY_SETTINGS,
+  DEFAULT_BREAKER_SETTINGS,
+  type AnomalySettingsInput,
+  type BreakerSettingsInput,
+} from "../abuse/settings.js";
 
 /**
  * Validation of operator input for tiers, tenants and models. The transport hands over plain
@@ -98,6 +106,10 @@ export interface TierInput {
   reservationTtlSeconds?: number | null;
   routeReservationTtlSeconds?: RouteReservationTtlInput[] | null;
   failOpenRateLimits?: boolean | null;
+  /** Spend circuit breaker; a given object replaces the old one, its omitted fields take defaults. */
+  breaker?: BreakerSettingsInput | null;
+  /** Anomaly thresholds and action; same replacement rule as `breaker`. */
+  anomaly?: AnomalySettingsInput | null;
 }
 export interface TenantInput {
   name?: string | null;
@@ -385,6 +397,8 @@ const tierFields = z.object({
   reservationTtlSeconds: wholeNumber(1, MAX_RESERVATION_TTL_SECONDS).optional(),
   routeReservationTtlSeconds: uniqueList(routeTtl, (r) => r.route, "route").nullable().optional(),
   failOpenRateLimits: z.boolean({ error: typeError("a boolean") }).optional(),
+  breaker: breakerSettingsSchema.nullable().optional(),
+  anomaly: anomalySettingsSchema.nullable().optional(),
 });
 
 type TierFields = z.output<typeof tierFields>;
@@ -409,6 +423,9 @@ function toTierPatch(f: TierFields): Partial<TierDraft> {
   if (f.reservationTtlSeconds !== undefined) p.reservationTtlSeconds = f.reservationTtlSeconds;
   if (f.routeReservationTtlSeconds !== undefined) p.routeReservationTtlSeconds = f.routeReservationTtlSeconds ?? [];
   if (f.failOpenRateLimits !== undefined) p.failOpenRateLimits = f.failOpenRateLimits;
+  // null resets to the defaults: a tier always has breaker and anomaly settings.
+  if (f.breaker !== undefined) p.breaker = f.breaker ?? { ...DEFAULT_BREAKER_SETTINGS };
+  if (f.anomaly !== undefined) p.anomaly = f.anomaly ?? { ...DEFAULT_ANOMALY_SETTINGS };
   return p;
 }
 
@@ -447,6 +464,8 @@ export function parseTierCreate(input: TierInput, base = "input"): TierDraft {
     reservationTtlSeconds: p.reservationTtlSeconds ?? DEFAULT_RESERVATION_TTL_SECONDS,
     routeReservationTtlSeconds: p.routeReservationTtlSeconds ?? [],
     failOpenRateLimits: p.failOpenRateLimits ?? false,
+    breaker: p.breaker ?? { ...DEFAULT_BREAKER_SETTINGS },
+    anomaly: p.anomaly ?? { ...DEFAULT_ANOMALY_SETTINGS },
   };
   checkTierDraft(draft, input, base);
   return draft;

@@ -54,6 +54,8 @@ export class EnforcementResolver {
         subject: input.subject ?? null,
         priority: input.priority ?? Priority.NORMAL,
         tools: input.tools ?? [],
+        clientAddress: input.clientAddress ?? null,
+        promptFingerprint: input.promptFingerprint ?? null,
       },
       ctx.actor!,
     );

@@ -6,6 +6,7 @@ import { EnforcementResolver } from "./enforcement.resolver.js";
 import { TierResolver } from "./tier.resolver.js";
 import { TenantResolver } from "./tenant.resolver.js";
 import { ModelResolver } from "./model.resolver.js";
+import { AbuseResolver } from "./abuse.resolver.js";
 import { EventResolver } from "./event.resolver.js";
 import { WebhookResolver } from "./webhook.resolver.js";
 import { UsageResolver } from "./usage.resolver.js";
@@ -22,6 +23,7 @@ export const resolvers: NonEmptyArray<Function> = [
   TierResolver,
   TenantResolver,
   ModelResolver,
+  AbuseResolver,
   EventResolver,
   WebhookResolver,
   UsageResolver,

@@ -57,6 +57,16 @@ export class CheckAndReserveInput {
   priority?: Priority;
   @Field(() => [String], { nullable: true })
   tools?: string[] | null;
+  @Field(() => String, {
+    nullable: true,
+    description: "The end client's address as the gateway saw it (IP or host name): failed-auth throttling per source, and the audit trail.",
+  })
+  clientAddress?: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description: "A hash of the prompt's shape, chosen by the gateway (never the prompt itself): storms of distinct variants are flagged.",
+  })
+  promptFingerprint?: string | null;
 }
 
 @ObjectType("LimitStatus")

@@ -4,6 +4,15 @@ import { Connection } from "./pagination.js";
 import { LimitDimension, Priority } from "./enums.js";
 import { formatUsd } from "../../domain/billing/money.js";
 import type { LadderRung, RateLimit, RouteModelLimit, ScopeLimits, Tier } from "../../domain/tenancy/types.js";
+import { anomalySettingsOf, breakerSettingsOf } from "../../domain/abuse/settings.js";
+import {
+  anomalySettingsView,
+  breakerSettingsView,
+  TierAnomalySettingsInput,
+  TierAnomalySettingsType,
+  TierBreakerSettingsInput,
+  TierBreakerSettingsType,
+} from "./abuse.types.js";
 import type {
   LadderRungInput as LadderRungInputShape,
   RouteModelLimitInput as RouteModelLimitInputShape,
@@ -102,6 +111,10 @@ export class TierType {
   @Field(() => [RouteReservationTtlType]) routeReservationTtlSeconds!: RouteReservationTtlType[];
   @Field(() => Boolean, { description: "Pure rate limits admit when Redis is unreachable; quotas and budgets never do." })
   failOpenRateLimits!: boolean;
+  @Field(() => TierBreakerSettingsType, { description: "The spend circuit breaker of this tier's tenants." })
+  breaker!: TierBreakerSettingsType;
+  @Field(() => TierAnomalySettingsType, { description: "Anomaly thresholds for this tier's keys, and the action taken on one." })
+  anomaly!: TierAnomalySettingsType;
   @Field(() => GraphQLISODateTime) createdAt!: Date;
   @Field(() => GraphQLISODateTime) updatedAt!: Date;
 }
@@ -166,6 +179,8 @@ export function tierView(t: Tier): TierType {
     reservationTtlSeconds: t.reservationTtlSeconds,
     routeReservationTtlSeconds: t.routeReservationTtlSeconds.map((r) => ({ route: r.route, seconds: r.seconds })),
     failOpenRateLimits: t.failOpenRateLimits,
+    breaker: breakerSettingsView(breakerSettingsOf(t)),
+    anomaly: anomalySettingsView(anomalySettingsOf(t)),
     createdAt: t.createdAt,
     updatedAt: t.updatedAt,
   };
@@ -246,6 +261,10 @@ class TierFieldsInput {
   @Field(() => Int, { nullable: true, description: "Default on create: 600." }) reservationTtlSeconds?: number | null;
   @Field(() => [RouteReservationTtlInput], { nullable: true }) routeReservationTtlSeconds?: RouteReservationTtlInput[] | null;
   @Field(() => Boolean, { nullable: true, description: "Default on create: false." }) failOpenRateLimits?: boolean | null;
+  @Field(() => TierBreakerSettingsInput, { nullable: true, description: "Replaces the breaker settings (omitted fields: defaults); null resets them." })
+  breaker?: TierBreakerSettingsInput | null;
+  @Field(() => TierAnomalySettingsInput, { nullable: true, description: "Replaces the anomaly settings (omitted fields: defaults); null resets them." })
+  anomaly?: TierAnomalySettingsInput | null;
 }
 
 @InputType("CreateTierInput")

@@ -14,6 +14,8 @@ import type {
   Tier,
 } from "../../domain/tenancy/types.js";
 
+import { anomalySettingsFromJson, anomalySettingsOf, breakerSettingsFromJson, breakerSettingsOf, breakerSettingsToJson } from "../../domain/abuse/settings.js";
+
 /** Row ↔ domain conversion at the storage edge; bigint money is a decimal string inside JSON. */
 export type TierRow = InferSelectModel<typeof tiers>;
 export type TenantRow = InferSelectModel<typeof tenants>;
@@ -90,6 +92,8 @@ export function tierFromRow(r: TierRow): Tier {
     reservationTtlSeconds: r.reservationTtlSeconds,
     routeReservationTtlSeconds: p.routeReservationTtlSeconds ?? [],
     failOpenRateLimits: r.failOpenRateLimits,
+    breaker: breakerSettingsFromJson(p.breaker),
+    anomaly: anomalySettingsFromJson(p.anomaly),
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
   };
@@ -113,6 +117,8 @@ export function tierToRow(t: Omit<Tier, "id" | "createdAt" | "updatedAt">): Omit
     })),
     degradationLadder: t.degradationLadder.map((g) => ({ ...g, modelMap: g.modelMap })),
     routeReservationTtlSeconds: t.routeReservationTtlSeconds,
+    breaker: breakerSettingsToJson(breakerSettingsOf(t)),
+    anomaly: anomalySettingsOf(t),
   };
   return {
     name: t.name,

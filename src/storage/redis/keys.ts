@@ -36,8 +36,38 @@ export const redisKeys = {
   breaker: (tenantId: string) => `${tag(tenantId)}:breaker`,
   /** Tenants that may have reservations to expire (global, not tenant-tagged). */
   sweepTenants: () => `sweep:tenants`,
-  /** The global breaker flag (read by replicas and cached, never inside a tenant script). */
-  globalBreaker: () => `breaker:global`,
+  /** The global breaker's state record (hash; read by replicas and cached, never inside a tenant script). */
+  globalBreaker: () => `{g:breaker}:state`,
+
+  // ── abuse controls (src/domain/abuse) ──
+  /** Committed spend per time bucket: hash bucket index → nano-USD. */
+  spend: (tenantId: string) => `${tag(tenantId)}:sp`,
+  /** The tenant breaker's state record and spend baseline (hash). */
+  breakerState: (tenantId: string) => `${tag(tenantId)}:brk`,
+  /** One key's traffic per bucket: hash "<bucket>:r|t|m|f" (requests, prompt tokens, largest prompt, has fingerprints). */
+  keyStats: (tenantId: string, keyId: string) => `${tag(tenantId)}:ks:${keyId}`,
+  /** One key's prompt fingerprints in one bucket (HyperLogLog). */
+  keyFingerprints: (tenantId: string, keyId: string, bucket: number) => `${tag(tenantId)}:kf:${keyId}:${bucket}`,
+  /** The tenant's keys by the last bucket they were seen in (zset keyId → bucket). */
+  activeKeys: (tenantId: string) => `${tag(tenantId)}:kact`,
+  /** One key's learned baselines (hash). */
+  keyBaseline: (tenantId: string, keyId: string) => `${tag(tenantId)}:kb:${keyId}`,
+  /** Present while an anomaly of this kind for this key was already reported this window. */
+  anomalyClaim: (tenantId: string, keyId: string, kind: string) => `${tag(tenantId)}:anm:${keyId}:${kind}`,
+  /** Tenants with recent usage (global zset tenantId → last flush ms): what the abuse job evaluates. */
+  abuseActiveTenants: () => `abuse:active`,
+  /** Tenant breakers that are not closed (global hash tenantId → "STATE:halfOpenOneIn"), cached by replicas. */
+  breakerIndex: () => `abuse:breakers`,
+  /** Keys an anomaly action degraded (global hash keyId → JSON), cached by replicas. */
+  degradedKeys: () => `abuse:degraded`,
+  /** A lease so one abuse evaluator runs at a time. */
+  abuseLease: (name: string) => `abuse:lease:${name}`,
+  /**
+   * Failed authentications of one client address ("s") or key prefix ("p"): the window's
+   * counter and the block marker share a hash tag (one script touches both). Not tenant data.
+   */
+  authFailures: (scope: "s" | "p", id: string) => `{af:${scope}:${id}}:n`,
+  authBlock: (scope: "s" | "p", id: string) => `{af:${scope}:${id}}:blk`,
 };
 
 export const periodLabel = {

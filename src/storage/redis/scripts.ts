@@ -53,3 +53,32 @@ export class RedisScripts {
     return this.commands[COMMAND_NAME[name]](keys.length, ...keys, ...args) as Promise<string[]>;
   }
 }
+
+/**
+ * The abuse controls' scripts (src/domain/abuse): spend and key statistics, breaker state,
+ * the evaluator's lease and failed-auth throttling. Kept apart from the hot path's so neither
+ * list has to know the other; defined on the connection the same way.
+ */
+export const ABUSE_SCRIPTS = {
+  spendRecord: load("spend-record"),
+  breakerApply: load("breaker-apply"),
+  breakerLeaseRelease: load("breaker-lease-release-1"),
+  authThrottleFail: load("auth-throttle-fail-2"),
+} as const;
+
+export type AbuseScriptName = keyof typeof ABUSE_SCRIPTS;
+
+type ScriptCommand = (numKeys: number, ...args: string[]) => Promise<unknown>;
+
+export class AbuseScripts {
+  private readonly commands: Record<string, ScriptCommand>;
+
+  constructor(client: RedisClient) {
+    for (const [name, lua] of Object.entries(ABUSE_SCRIPTS)) client.defineCommand(`llmAbuse_${name}`, { lua });
+    this.commands = client as unknown as Record<string, ScriptCommand>;
+  }
+
+  run(name: AbuseScriptName, keys: string[], args: string[]): Promise<unknown> {
+    return this.commands[`llmAbuse_${name}`]!(keys.length, ...keys, ...args);
+  }
+}

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp } from "drizzle-orm/pg-core";
+import type { AnomalySettingsJson, BreakerSettingsJson } from "../../../domain/abuse/settings.js";
 
 /** JSON forms of the domain limit types: bigint money travels as decimal strings of nano-USD. */
 export interface RateLimitJson {
@@ -38,6 +39,9 @@ export interface TierPolicyJson {
     block: boolean;
   }>;
   routeReservationTtlSeconds: Array<{ route: string; seconds: number }>;
+  /** Absent in tiers written before issue #5: read as the defaults (src/domain/abuse/settings.ts). */
+  breaker?: BreakerSettingsJson;
+  anomaly?: AnomalySettingsJson;
 }
 
 const timestamps = {
