@@ -139,6 +139,21 @@ describe("Redis eviction policy", () => {
     }
   });
 
+  it("does not hang start-up on a Redis that does not answer", async () => {
+    const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+    await conn.ping();
+    redis.pause();
+    try {
+      const { logger } = capturingLogger();
+      const started = Date.now();
+      await expect(assertNoEviction(conn, logger, 300)).rejects.toThrow(/did not answer within 300 ms/);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      redis.resume();
+      await conn.quit();
+    }
+  });
+
   it("the service does not start on an evicting Redis, and says why", async () => {
     const admin = new Redis(redis.url);
     await admin.call("CONFIG", "SET", "maxmemory-policy", "volatile-lru");

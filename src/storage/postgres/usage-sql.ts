@@ -30,6 +30,11 @@ export function pgCode(e: unknown): string | undefined {
  * even under READ COMMITTED.
  */
 export async function lockedWatermark(tx: Tx): Promise<bigint> {
+  // The row must exist to be locked: otherwise the very first rollup batch could commit between
+  // this read (no row: watermark 0, the whole ledger is tail) and the rollup read that follows.
+  await tx.execute(
+    sql`INSERT INTO usage_rollup_state (name, watermark, safe_horizon, rows_rolled) VALUES (${ROLLUP_STATE}, 0, 0, 0) ON CONFLICT (name) DO NOTHING`,
+  );
   const rows = await rowsOf<{ w: string }>(tx, sql`SELECT watermark::text AS w FROM usage_rollup_state WHERE name = ${ROLLUP_STATE} FOR SHARE`);
   return rows[0] ? BigInt(rows[0].w) : 0n;
 }
