@@ -51,10 +51,12 @@ export async function appendOutboxEvents(conn: Conn, events: NewQuotaEvent[], no
   const complete = events.map((e) => completeEvent(e, now));
   const rows = complete.map(({ seq: _seq, ...e }) => e);
   const inserted = await conn.insert(outboxEvents).values(rows).onConflictDoNothing({ target: outboxEvents.id }).returning();
-  if (inserted.length === complete.length) return inserted.map(eventFromRow);
+  // Matched by id: RETURNING promises no order, and conflicting ids return nothing.
   const byId = new Map(inserted.map((r) => [r.id, r]));
   const missing = complete.filter((e) => !byId.has(e.id)).map((e) => e.id);
-  for (const r of await conn.select().from(outboxEvents).where(inArray(outboxEvents.id, missing))) byId.set(r.id, r);
+  if (missing.length > 0) {
+    for (const r of await conn.select().from(outboxEvents).where(inArray(outboxEvents.id, missing))) byId.set(r.id, r);
+  }
   return complete.map((e) => eventFromRow(byId.get(e.id)!));
 }
 
