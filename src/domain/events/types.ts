@@ -19,7 +19,7 @@ export type QuotaEventType =
 
 export interface QuotaEvent {
   id: string; // evt_…
-  /** Replay cursor: strictly increasing in commit order of the outbox. */
+  /** Insertion order in the outbox (identity). Not the replay cursor: ids can commit out of order, so replay pages by the relay-assigned delivery_seq. */
   seq: bigint;
   type: QuotaEventType;
   tenantId: string | null;
