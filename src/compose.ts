@@ -217,7 +217,8 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   const abuseRepository = new PostgresAbuseRepository(db);
   const abuseBucketMs = config.abuse.bucketSeconds * 1000;
   const abuseState = new AbuseStateCache({ source: abuseStore, clock: redisClock, logger, globalHalfOpenOneIn: config.abuse.globalBreaker.halfOpenOneIn });
-  await abuseState.refresh();
+  // Redis may still be coming up: the periodic refresh catches up, and until then nothing is cached as open.
+  await abuseState.refresh().catch((err) => logger.warn({ err: (err as Error).message }, "abuse state not loaded yet"));
   abuseState.start(config.abuse.stateRefreshMs);
   cleanups.push(async () => abuseState.stop());
   subscriber.on("message", (channel) => {

@@ -1,8 +1,9 @@
 import type { Actor } from "../tenancy/types.js";
 
 /**
- * The audit trail: every operator mutation (and, later, every denial, degradation and breaker
- * transition) with who did it, to which tenant and object, and the non-secret details.
+ * The audit trail: every operator mutation, breaker transition and anomaly (one entry each,
+ * audit_log) and every denial and degradation (aggregated per minute, decision_audit), with who
+ * did it, to which tenant and object, and the non-secret details.
  * Callers must never put a secret in `details`.
  */
 export interface AuditEntry {
