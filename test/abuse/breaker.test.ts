@@ -3,7 +3,7 @@ import type { TestApp } from "../support/app.js";
 import { GraphQLClient, errorCode } from "../support/client.js";
 import { commit, createGateway, createKey, RELEASE, reserve } from "../support/enforcement.js";
 import { spawnServer, type ServerProcess } from "../support/process.js";
-import { query, upsertModel } from "../operator/support.js";
+import { expectBadInput, query, upsertModel } from "../operator/support.js";
 import { BREAKER_FIELDS, createAbuseTier, createTenantOn, outboxEvents, sleep, startAbuseApp, until } from "./support.js";
 
 /**
@@ -151,12 +151,24 @@ describe("spend circuit breakers", () => {
     expect(audit[0].details.reason).toBe("leaked key suspected");
   });
 
-  it("refuses what an operator may not do: other roles, unknown tenants, empty reasons", async () => {
+  it("refuses what an operator may not do (other roles, unknown tenants, empty reasons, bad tier settings); omitted settings are the defaults", async () => {
     const billing = await t.admin.ok(`mutation { createCredential(input: { role: BILLING, name: "b" }) { secret } }`);
     const asBilling = t.client(billing.createCredential.secret);
     expect(errorCode(await asBilling.request(`mutation($id: ID!) { openBreaker(tenantId: $id, reason: "x") { state } }`, { id: quiet.tenantId }))).toBe("FORBIDDEN");
     expect(errorCode(await t.admin.request(`mutation { openBreaker(tenantId: "ten_doesnotexist0000", reason: "x") { state } }`))).toBe("NOT_FOUND");
     expect(errorCode(await t.admin.request(`mutation($id: ID!) { openBreaker(tenantId: $id, reason: "  ") { state } }`, { id: quiet.tenantId }))).toBe("BAD_USER_INPUT");
+    const tierWith = (settings: Record<string, unknown>) =>
+      t.admin.request(`mutation($input: CreateTierInput!) { createTier(input: $input) { id } }`, { input: { name: `bad-${Math.random()}`, maxOutputTokens: 10, ...settings } });
+    expectBadInput(await tierWith({ breaker: { multiplier: 0.5 } }), "input.breaker.multiplier", /from 1 to 10000/);
+    expectBadInput(await tierWith({ breaker: { minSpendUsd: "-1" } }), "input.breaker.minSpendUsd");
+    expectBadInput(await tierWith({ breaker: { windowSeconds: 0 } }), "input.breaker.windowSeconds");
+    expectBadInput(await tierWith({ anomaly: { minRequests: 0 } }), "input.anomaly.minRequests");
+    // A tier that names no settings gets the defaults.
+    const fresh = await t.admin.ok(`mutation { createTier(input: { name: "defaults", maxOutputTokens: 10 }) { breaker { enabled multiplier windowSeconds minSpendUsd cooldownSeconds halfOpenOneIn } anomaly { action volumeMultiplier minRequests windowSeconds } } }`);
+    expect(fresh.createTier).toEqual({
+      breaker: { enabled: true, multiplier: 3, windowSeconds: 600, minSpendUsd: "10.000000000", cooldownSeconds: 600, halfOpenOneIn: 10 },
+      anomaly: { action: "NONE", volumeMultiplier: 100, minRequests: 1000, windowSeconds: 3600 },
+    });
   });
 
   it("the global breaker is cached by every replica: open stops non-CRITICAL traffic of every tenant on both, close restores it", async () => {

@@ -109,7 +109,7 @@ export class UsageObserver implements EnforcementObserver {
       a.requests++;
       a.inputTokens += req.inputTokens;
       a.maxInputTokens = Math.max(a.maxInputTokens, req.inputTokens);
-      if (req.promptFingerprint && a.fingerprints.size < (this.o.maxFingerprintsPerFlush ?? 10_000)) a.fingerprints.add(req.promptFingerprint);
+      if (req.promptFingerprint && a.fingerprints.size < (this.o.maxFingerprintsPerFlush ?? 2_000)) a.fingerprints.add(req.promptFingerprint);
     }
   }
 

@@ -206,6 +206,9 @@ export class RedisAbuseStore implements AbuseStore, AuthThrottleStore, AbuseStat
     const statsKey = redisKeys.keyStats(tenantId, keyId);
     const old = (await this.redis.hkeys(statsKey)).filter((f) => Number(f.split(":")[0]) < trimBelow);
     if (old.length > 0) await this.redis.hdel(statsKey, ...old);
+    // A bucket's fingerprint set goes with its statistics: kept only as long as a window needs it.
+    const hlls = old.filter((f) => f.endsWith(":f")).map((f) => redisKeys.keyFingerprints(tenantId, keyId, Number(f.split(":")[0])));
+    if (hlls.length > 0) await this.redis.del(...hlls);
   }
 
   async claimAnomaly(tenantId: string, keyId: string, kind: AnomalyKind, ttlMs: number): Promise<boolean> {
