@@ -26,7 +26,7 @@ import { PAIR } from "./loadgen.js";
  *   --cluster        also run the service and the floor against the local 3-master Redis Cluster
  *                    (started by .ci/redis-cluster.sh if needed) and print the change
  *   --workers=N      WEB_CONCURRENCY for the service (node:cluster workers); default 1
- *   --profile        write V8 CPU profiles of the service to bench/results/profiles/
+ *   --profile        write V8 CPU profiles of the service, floor and peer to bench/results/profiles/
  *   --rollup-rows=N  ledger rows for the full-rollup measurement (default 1,000,000; the
  *                    issue's 10,000,000 takes several minutes to generate on 2 cores)
  *   --only=a,b       run only these phases: service, floor, peer, open, ledger, rollup
@@ -435,7 +435,7 @@ async function main() {
 
     const profileFlags = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`] : [];
     const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, profileFlags);
-    const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () => startNode("bench/bare-server.ts", [mode], env);
+    const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () => startNode("bench/bare-server.ts", [mode], env, profileFlags);
 
     let serviceMax = 0;
     if (want("service") || want("open")) {

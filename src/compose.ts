@@ -1,7 +1,7 @@
 import type { Config } from "./config/config.js";
 import { createLogger, type Logger } from "./lib/logger.js";
 import { openDatabase, type Database } from "./storage/postgres/db.js";
-import { createHotPathRedis, createSubscriberRedis, type RedisClient } from "./storage/redis/client.js";
+import { createHotPathRedis, createSubscriberRedis, whenReady, type RedisClient } from "./storage/redis/client.js";
 import { InvalidationBus } from "./storage/redis/invalidation.js";
 import { systemClock, type Clock } from "./lib/clock.js";
 import type { Db } from "./storage/postgres/db.js";
@@ -158,6 +158,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   });
   cleanups.push(async () => redis.disconnect());
   if (embedded) cleanups.push(() => embedded!.stop());
+  if (!(await whenReady(redis, 5_000))) logger.warn("redis not ready after 5 s; starting anyway (reserves fail closed until it is)");
 
   const subscriber = createSubscriberRedis(redisSettings);
   subscriber.on("error", (err) => {

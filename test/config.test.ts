@@ -61,7 +61,7 @@ describe("loadConfig", () => {
   it("starts from an empty environment with documented defaults (embedded database and Redis)", () => {
     const expected: Config = {
       env: "development",
-      http: { host: "127.0.0.1", port: 4000, maxBodyBytes: 1_000_000 },
+      http: { host: "127.0.0.1", port: 4000, maxBodyBytes: 1_000_000, workers: 1 },
       log: { level: "info" },
       postgres: { url: null, poolSize: 10, dataDir: "./.data" },
       redis: { url: null, clusterNodes: [], keyPrefix: "", commandTimeoutMs: 100, dataDir: "./.data" },

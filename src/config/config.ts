@@ -26,6 +26,11 @@ const EnvSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
   HOST: z.string().default("127.0.0.1"),
   PORT: int(4000, 0, 65535),
+  /**
+   * HTTP worker processes (node:cluster) sharing the port; 1 = this process serves alone. Above 1
+   * needs DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_NODES): the embedded stores are one process's.
+   */
+  WEB_CONCURRENCY: int(1, 1, 64),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   /** Absent: an embedded PGlite database under DATA_DIR. */
@@ -125,6 +130,16 @@ const EnvSchema = z.object({
           message: "required with NODE_ENV=production (at least 32 random characters, e.g. `openssl rand -base64 48`): the development default would let anyone decrypt stored webhook secrets",
         });
       }
+      if (typeof e.WEB_CONCURRENCY === "number" && e.WEB_CONCURRENCY > 1) {
+        const noRedis = e.REDIS_URL === undefined && (!Array.isArray(e.REDIS_CLUSTER_NODES) || e.REDIS_CLUSTER_NODES.length === 0);
+        if (e.DATABASE_URL === undefined || noRedis) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["WEB_CONCURRENCY"],
+            message: "above 1 needs DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_NODES): the embedded database and redis-server belong to one process",
+          });
+        }
+      }
       const algorithms = Array.isArray(e.OIDC_ALGORITHMS) ? e.OIDC_ALGORITHMS : [];
       const symmetric = algorithms.filter((a) => a.toLowerCase() === "none" || a.toUpperCase().startsWith("HS"));
       if (symmetric.length > 0) {
@@ -148,7 +163,8 @@ function usdToNano(usd: string): bigint {
 
 export interface Config {
   env: "development" | "production" | "test";
-  http: { host: string; port: number; maxBodyBytes: number };
+  /** `workers`: WEB_CONCURRENCY (main.ts forks that many when above 1). */
+  http: { host: string; port: number; maxBodyBytes: number; workers: number };
   log: { level: string };
   postgres: { url: string | null; poolSize: number; dataDir: string };
   redis: { url: string | null; clusterNodes: string[]; keyPrefix: string; commandTimeoutMs: number; dataDir: string };
@@ -219,7 +235,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 
   return {
     env: e.NODE_ENV,
-    http: { host: e.HOST, port: e.PORT, maxBodyBytes: e.MAX_BODY_BYTES },
+    http: { host: e.HOST, port: e.PORT, maxBodyBytes: e.MAX_BODY_BYTES, workers: e.WEB_CONCURRENCY },
     log: { level: e.LOG_LEVEL },
     postgres: { url: e.DATABASE_URL ?? null, poolSize: e.DATABASE_POOL_SIZE, dataDir: e.DATA_DIR },
     redis: {

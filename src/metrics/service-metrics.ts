@@ -162,8 +162,16 @@ export class ServiceMetrics {
     this.ledgerDurable.observe(durableMs / 1000);
   };
 
+  private renderer: (() => Promise<{ contentType: string; body: string }>) | null = null;
+
+  /** Serve the whole process group's series (WEB_CONCURRENCY > 1) instead of this process's. */
+  renderWith(renderer: () => Promise<{ contentType: string; body: string }>): void {
+    this.renderer = renderer;
+  }
+
   /** The text exposition, for /metrics. */
   async render(): Promise<{ contentType: string; body: string }> {
+    if (this.renderer) return this.renderer();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

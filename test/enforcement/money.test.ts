@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
 import { sql } from "drizzle-orm";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { COMMIT, createGateway, createKey, insertModel, insertTenant, insertTier, RESERVE } from "../support/enforcement.js";
 import { periodsAt } from "../../src/domain/enforcement/periods.js";
-import { REDIS_URL } from "../support/env.js";
+import { rawRedis } from "../support/env.js";
 
 /**
  * Money is exact: many tiny charges at prices with no exact binary representation
@@ -52,7 +51,7 @@ describe("money is exact", () => {
     );
     expect(ledger.rows[0]).toEqual({ n: COMMITS, cost: expected.toString(), tokens: String(COMMITS * 5) });
 
-    const raw = new Redis(REDIS_URL);
+    const raw = rawRedis();
     try {
       const month = periodsAt(new Date(), "UTC").month;
       const counters = await raw.hgetall(`${t.env.REDIS_KEY_PREFIX}{t:${tenantId}}:q:m:${month}:T`);

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { Redis, Cluster } from "ioredis";
 import { randomBytes } from "node:crypto";
 import { loadConfig, type Config } from "../../src/config/config.js";
 
@@ -6,6 +7,19 @@ import { loadConfig, type Config } from "../../src/config/config.js";
 export const PG_ADMIN_URL = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 export const BOOTSTRAP_TOKEN = "test-bootstrap-admin-token-0123456789";
+/**
+ * `TEST_REDIS_CLUSTER_NODES=host:port,…` (set by `npm run test:cluster`) runs the test apps and
+ * spawned servers against a Redis Cluster. A test that passes its own REDIS_URL (a private
+ * redis-server it stops, pauses or flushes) keeps that single server.
+ */
+export const REDIS_CLUSTER_NODES = process.env.TEST_REDIS_CLUSTER_NODES ?? "";
+export const CLUSTER_MODE = REDIS_CLUSTER_NODES.trim() !== "";
+
+/** A plain client for the Redis the test apps use (the cluster in cluster mode), to inspect keys. */
+export function rawRedis(): Redis | Cluster {
+  if (!CLUSTER_MODE) return new Redis(REDIS_URL);
+  return new Cluster(REDIS_CLUSTER_NODES.split(",").map((n) => ({ host: n.split(":")[0]!, port: Number(n.split(":")[1]) })));
+}
 
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
@@ -41,6 +55,7 @@ export function testEnv(databaseUrl: string, extra: Record<string, string> = {})
     LOG_LEVEL: "silent",
     DATABASE_URL: databaseUrl,
     REDIS_URL,
+    ...(CLUSTER_MODE && extra.REDIS_URL === undefined ? { REDIS_CLUSTER_NODES } : {}),
     REDIS_KEY_PREFIX: `${uniqueName("k")}:`,
     BOOTSTRAP_ADMIN_TOKEN: BOOTSTRAP_TOKEN,
     WORKERS_ENABLED: "false",

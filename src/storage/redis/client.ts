@@ -43,6 +43,27 @@ export function createHotPathRedis(s: RedisSettings): RedisClient {
 }
 
 /**
+ * Resolves true once `client` is ready for commands, false after `timeoutMs`. The hot-path
+ * client refuses commands until then (no offline queue); a Cluster client is ready only after
+ * it has learned the slot map, which takes a few round trips, so start-up waits for it rather
+ * than failing its first commands. A Redis that stays down does not block start-up: the
+ * service then starts and fails closed until it comes back.
+ */
+export function whenReady(client: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (client.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      client.off("ready", onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    client.on("ready", onReady);
+  });
+}
+
+/**
  * A connection for BullMQ and blocking/pub-sub use: BullMQ requires maxRetriesPerRequest null
  * and must be allowed to queue while reconnecting. No keyPrefix: BullMQ has its own `prefix`.
  */
