@@ -125,6 +125,43 @@ describe("spend circuit breakers", () => {
     expect(audit.every((a: any) => a.actor_kind === "system" && a.actor_id === "abuse-monitor")).toBe(true);
   });
 
+  it("a tenant is judged against its own usual spend: its ledger history sets the bar a newcomer would trip", async () => {
+    // A tenant that spent $36 over the last hour ($0.01 a second, $0.05 per 5-second window)
+    // before the abuse job ever saw it, as the ledger shows.
+    const tierId = (await t.admin.ok(`query($id: ID!) { tenant(id: $id) { tier { id } } }`, { id: spiky.tenantId })).tenant.tier.id;
+    const busyId = await createTenantOn(t.admin, tierId);
+    const busy = { tenantId: busyId, key: await createKey(t, busyId) };
+    const now = Date.now();
+    for (const [ago, cost] of [[3_590_000, 18_000_000_000], [60_000, 18_000_000_000]] as const) {
+      const at = new Date(now - ago);
+      await query(
+        t.databaseUrl,
+        `INSERT INTO usage_ledger (reservation_id, entry, tenant_id, key_id, route, model, status, input_tokens, output_tokens, reserved_input_tokens, reserved_output_tokens, cost_nano, period_day, period_month, reserved_at, recorded_at)
+         VALUES ($1, 'COMMIT', $2, $3, 'chat.completions', 'm-brk', 'SUCCEEDED', 1, 0, 1, 0, $4, $5, $6, $7, $7)`,
+        [`res_hist${ago}`, busyId, busy.key.id, cost, at.toISOString().slice(0, 10), at.toISOString().slice(0, 7), at],
+      );
+    }
+    // $0.04 in a few seconds: a newcomer's breaker (bar $0.015) would open; this tenant's does not.
+    for (let i = 0; i < 4; i++) {
+      const d = await ask(busy.key.secret, { inputTokens: 10_000 });
+      expect(d.allowed).toBe(true);
+      await commit(gw, d.reservation.id, 10_000, 0);
+    }
+    await sleep(1_500); // several evaluation passes
+    const b = await breakerOf(busyId);
+    expect(b.state).toBe("CLOSED");
+    expect(Number(b.baselineUsdPerWindow)).toBeCloseTo(0.05, 2);
+    expect(Number(b.thresholdUsd)).toBeCloseTo(0.15, 2); // 3× its usual
+    // Over three times its usual rate ($0.20 within the window, whatever is left of the $0.04) opens it.
+    for (let i = 0; i < 20; i++) {
+      const d = await ask(busy.key.secret, { inputTokens: 10_000 });
+      if (!d.allowed) break;
+      await commit(gw, d.reservation.id, 10_000, 0);
+    }
+    await until("the busy tenant's breaker to open", async () => (await breakerOf(busyId)).state === "OPEN", 5_000, 100);
+    await t.admin.ok(`mutation($id: ID!) { closeBreaker(tenantId: $id) { state } }`, { id: busyId });
+  });
+
   it("operators open and close a tenant breaker by hand; a manual open outlasts any cooldown", async () => {
     const opened = await t.admin.ok(`mutation($id: ID!) { openBreaker(tenantId: $id, reason: "leaked key suspected") { ${BREAKER_FIELDS} } }`, { id: quiet.tenantId });
     expect(opened.openBreaker).toMatchObject({ state: "OPEN", manual: true, reason: "leaked key suspected", changedBy: "bootstrap", cooldownUntil: null });

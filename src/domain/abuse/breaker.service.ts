@@ -8,7 +8,7 @@ import type { NewQuotaEvent } from "../events/types.js";
 import { canSeeTenant } from "../tenancy/access.js";
 import type { Actor, BreakerSettings } from "../tenancy/types.js";
 import type { AuditEntry } from "./audit.js";
-import { alphaFor, bucketOf, seededBaseline } from "./baseline.js";
+import { alphaFor, baselineMean, bucketOf, seededBaseline } from "./baseline.js";
 import {
   SYSTEM_ACTOR_ID,
   closedRecord,
@@ -75,10 +75,12 @@ export class BreakerService {
   /**
    * A tenant seen for the first time (or whose Redis state was lost) starts from its ledger:
    * the spend before the current window, averaged over the time it covers, is its baseline.
-   * A brand-new tenant has none, and only the minimum spend guards it.
+   * A brand-new tenant has none, and only the minimum spend guards it. (The global breaker is
+   * seeded from the tenants' baselines instead: see evaluateGlobal.)
    */
   private async seeded(tenantId: string | null, s: BreakerSettings, now: number): Promise<BreakerRecord> {
     const rec = closedRecord(now);
+    if (tenantId === null) return rec;
     const W = windowBuckets(s.windowSeconds, this.o.bucketMs);
     const cur = bucketOf(now, this.o.bucketMs);
     const to = (cur - W + 1) * this.o.bucketMs;
@@ -103,10 +105,10 @@ export class BreakerService {
 
   /**
    * Evaluates one tenant's breaker. Returns the tenant's spend buckets as read (before any
-   * trimming) so the caller can add them up for the global breaker, or null when the tenant
-   * is gone.
+   * trimming) and its baseline per bucket, so the caller can add them up for the global
+   * breaker, or null when the tenant is gone.
    */
-  async evaluateTenant(tenantId: string, now: number): Promise<Map<number, bigint> | null> {
+  async evaluateTenant(tenantId: string, now: number): Promise<{ spend: Map<number, bigint>; baselinePerBucket: number } | null> {
     const tenant = await this.o.policy.tenant(tenantId);
     if (!tenant) return null;
     const tier = await this.o.policy.tier(tenant.tierId);
@@ -124,18 +126,30 @@ export class BreakerService {
       const trimBelow = Math.min(learnedThrough + 1, cur - this.keepBuckets(s) + 1);
       if (!(await this.o.store.applyBreaker(tenantId, record ? record.version : null, next, trimBelow))) continue;
       if (ev.transition) await this.transitioned(tenantId, ev.transition, ev.figures, s);
-      return firstSpend;
+      return { spend: firstSpend, baselinePerBucket: baselineMean(next.baseline, alphaFor(this.o.bucketMs, s.baselineSeconds)) };
     }
     this.o.logger.warn({ tenantId }, "breaker evaluation lost three races in a row; next run retries");
-    return firstSpend;
+    return { spend: firstSpend!, baselinePerBucket: 0 };
   }
 
-  /** The global breaker over the sum of every active tenant's spend buckets. */
-  async evaluateGlobal(spend: Map<number, bigint>, now: number): Promise<void> {
+  /**
+   * The global breaker over the sum of every active tenant's spend buckets. A global baseline
+   * never learned (first run, or lost with Redis) starts as the sum of the tenants' baselines
+   * (`seedPerBucket`): no scan of the whole ledger, and no false trip of a busy deployment
+   * just because Redis forgot what busy looks like.
+   */
+  async evaluateGlobal(spend: Map<number, bigint>, now: number, seedPerBucket = 0): Promise<void> {
     const s = this.o.global;
+    const alpha = alphaFor(this.o.bucketMs, s.baselineSeconds);
+    const W = windowBuckets(s.windowSeconds, this.o.bucketMs);
     for (let attempt = 0; attempt < 3; attempt++) {
       const record = await this.o.store.loadGlobalBreaker();
-      const current = record ?? (await this.seeded(null, s, now));
+      let current = record ?? closedRecord(now);
+      if (current.baseline.last === null && current.baseline.n === 0 && seedPerBucket > 0) {
+        // Weighted like one time constant of history: new buckets move it at the usual pace.
+        const buckets = Math.max(W, Math.ceil((s.baselineSeconds * 1000) / this.o.bucketMs));
+        current = { ...current, baseline: seededBaseline(seedPerBucket, buckets, alpha, bucketOf(now, this.o.bucketMs) - W) };
+      }
       const ev = evaluateBreaker(current, s, { buckets: spend, bucketMs: this.o.bucketMs }, now);
       if (!(await this.o.store.applyGlobalBreaker(record ? record.version : null, { ...ev.next, version: current.version + 1 }))) continue;
       if (ev.transition) await this.transitioned(null, ev.transition, ev.figures, s);

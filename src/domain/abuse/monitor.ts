@@ -42,13 +42,15 @@ export class AbuseMonitor {
       const now = this.o.clock.now().getTime();
       const tenantIds = await this.o.store.activeTenants(now - this.o.activeForMs);
       const globalSpend = new Map<number, bigint>();
+      let globalSeed = 0;
       let anomalies = 0;
       let failures = 0;
       for (const tenantId of tenantIds) {
         try {
-          const spend = await this.o.breakers.evaluateTenant(tenantId, now);
-          if (!spend) continue;
-          for (const [b, v] of spend) globalSpend.set(b, (globalSpend.get(b) ?? 0n) + v);
+          const evaluated = await this.o.breakers.evaluateTenant(tenantId, now);
+          if (!evaluated) continue;
+          for (const [b, v] of evaluated.spend) globalSpend.set(b, (globalSpend.get(b) ?? 0n) + v);
+          globalSeed += evaluated.baselinePerBucket;
           const tenant = await this.o.policy.tenant(tenantId);
           const tier = tenant ? await this.o.policy.tier(tenant.tierId) : null;
           if (tenant && tier) anomalies += await this.o.anomalies.evaluateTenant(tenant, tier, now);
@@ -58,7 +60,7 @@ export class AbuseMonitor {
         }
       }
       try {
-        await this.o.breakers.evaluateGlobal(globalSpend, now);
+        await this.o.breakers.evaluateGlobal(globalSpend, now, globalSeed);
         await this.o.anomalies.expireDegradations(now);
       } catch (err) {
         failures++;

@@ -104,8 +104,8 @@ export interface AbuseRepository {
   setAnomalyActionResult(id: string, result: string): Promise<void>;
   /** Newest first, at most `first + 1` after the cursor (detectedAt, id). */
   anomalies(q: AnomalyQuery, page: { first: number; after: { at: Date; id: string } | null }): Promise<Anomaly[]>;
-  /** Ledger spend of a tenant (or all tenants) recorded in [from, to), and when the first such row was. */
-  ledgerSpend(tenantId: string | null, from: Date, to: Date): Promise<{ costNano: bigint; firstAt: Date | null }>;
+  /** A tenant's ledger spend recorded in [from, to), and when the first such row was. */
+  ledgerSpend(tenantId: string, from: Date, to: Date): Promise<{ costNano: bigint; firstAt: Date | null }>;
   /** The tenant of a key id, for anomalies found before the key was verified. */
   tenantOfKey(keyId: string): Promise<string | null>;
 }

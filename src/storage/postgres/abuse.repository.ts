@@ -148,12 +148,17 @@ export class PostgresAbuseRepository implements AbuseRepository, AuditReader, De
     return rows.map(anomalyFromRow);
   }
 
-  async ledgerSpend(tenantId: string | null, from: Date, to: Date): Promise<{ costNano: bigint; firstAt: Date | null }> {
+  async ledgerSpend(tenantId: string, from: Date, to: Date): Promise<{ costNano: bigint; firstAt: Date | null }> {
+    // period_day is the tenant-local day the reservation was made: a day either side of the UTC
+    // dates covers every time zone, two more a reservation's TTL and late commit, and the bound
+    // lets the (tenant_id, period_day) index narrow the scan. (Rarer late commits only make a
+    // heuristic baseline a little lower.)
+    const day = (d: Date, shift: number) => new Date(d.getTime() + shift * 86_400_000).toISOString().slice(0, 10);
     const rows = await rowsOf<{ cost: string | null; first: Date | string | null }>(
       this.db,
       sql`SELECT coalesce(sum(cost_nano), 0)::text AS cost, min(recorded_at) AS first FROM usage_ledger
-          WHERE entry = 'COMMIT' AND recorded_at >= ${from.toISOString()}::timestamptz AND recorded_at < ${to.toISOString()}::timestamptz
-          ${tenantId === null ? sql`` : sql`AND tenant_id = ${tenantId}`}`,
+          WHERE tenant_id = ${tenantId} AND period_day >= ${day(from, -3)} AND period_day <= ${day(to, 1)}
+            AND entry = 'COMMIT' AND recorded_at >= ${from.toISOString()}::timestamptz AND recorded_at < ${to.toISOString()}::timestamptz`,
     );
     const r = rows[0];
     return { costNano: BigInt(r?.cost ?? "0"), firstAt: r?.first ? new Date(r.first) : null };
