@@ -11,8 +11,8 @@ import { createAbuseTier, createTenantOn, flushAndEvaluate, nextBucket, outboxEv
  * The evaluation pass is the abuse job's (called directly here so each step is deterministic);
  * statistics sit in one-second buckets, windows are a few seconds.
  */
-const ANOMALIES = `query($tenantId: ID, $kind: AnomalyKind, $first: Int, $after: String) {
-  anomalies(tenantId: $tenantId, kind: $kind, first: $first, after: $after) {
+const ANOMALIES = `query($tenantId: ID, $kind: AnomalyKind, $from: DateTimeISO, $to: DateTimeISO, $first: Int, $after: String) {
+  anomalies(tenantId: $tenantId, kind: $kind, from: $from, to: $to, first: $first, after: $after) {
     nodes { id kind tenantId keyId source keyPrefix detectedAt windowStart windowEnd evidence action actionResult }
     pageInfo { hasNextPage endCursor }
   }
@@ -146,6 +146,10 @@ describe("anomaly detection", () => {
     expect(seen).toEqual(all.nodes.map((a: any) => a.id));
     expect((await anomaliesOf({ kind: "LARGE_REQUEST" })).nodes.map((a: any) => a.tenantId)).toEqual([degradeTenant]);
     expect((await anomaliesOf({ kind: "AUTH_FAILURE_BURST" })).nodes).toEqual([]);
+    const oldest = all.nodes[all.nodes.length - 1];
+    expect((await anomaliesOf({ from: oldest.detectedAt })).nodes).toHaveLength(3);
+    expect((await anomaliesOf({ to: oldest.detectedAt })).nodes).toEqual([]); // "to" is exclusive
+    expect((await anomaliesOf({ from: new Date(Date.now() + 60_000).toISOString() })).nodes).toEqual([]);
 
     const tenantAdmin = await credentialClient(t, "TENANT_ADMIN", noneTenant);
     const own = await tenantAdmin.ok(ANOMALIES, {});
