@@ -30,6 +30,8 @@ import { PAIR } from "./loadgen.js";
  *   --rollup-rows=N  ledger rows for the full-rollup measurement (default 1,000,000; the
  *                    issue's 10,000,000 takes several minutes to generate on 2 cores)
  *   --only=a,b       run only these phases: service, floor, peer, open, ledger, rollup
+ *   --env=K=V,K=V    extra settings for the service and the floor (e.g. GRAPHQL_JIT=false), to
+ *                    measure one lever against the defaults
  */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values: args } = parseArgs({
@@ -40,6 +42,7 @@ const { values: args } = parseArgs({
     workers: { type: "string", default: "1" },
     "rollup-rows": { type: "string" },
     only: { type: "string" },
+    env: { type: "string" },
     keep: { type: "boolean", default: false },
   },
 });
@@ -422,6 +425,7 @@ async function main() {
     WORKERS_ENABLED: "false",
     WEBHOOK_SECRET_KEY: "bench-only-webhook-secret-key-0123456789abcdef",
     WEB_CONCURRENCY: args.workers!,
+    ...Object.fromEntries((args.env ? args.env.split(",") : []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
   };
   const clusterEnv = { ...baseEnv, REDIS_URL: "", REDIS_CLUSTER_NODES: CLUSTER_NODES.join(",") };
   try {
@@ -482,7 +486,7 @@ function print(elapsedMs: number) {
   const out: string[] = [];
   out.push("");
   out.push(`LLM usage service benchmark — ${new Date().toISOString()}; ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load average after the run ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  out.push(`${TENANTS} tenants × ${KEYS_PER_TENANT} keys; closed loop at concurrency ${CONCURRENCY}; ${PHASE_MS / 1000} s per phase after ${WARMUP_MS / 1000} s warm-up; service WEB_CONCURRENCY=${args.workers}; load generator in its own process on the same cores`);
+  out.push(`${TENANTS} tenants × ${KEYS_PER_TENANT} keys; closed loop at concurrency ${CONCURRENCY}; ${PHASE_MS / 1000} s per phase after ${WARMUP_MS / 1000} s warm-up; service WEB_CONCURRENCY=${args.workers}${args.env ? `, ${args.env}` : ""}; load generator in its own process on the same cores`);
   out.push("");
   const rows: string[][] = [];
   for (const c of report.closed) {

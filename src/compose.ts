@@ -405,6 +405,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     maxDepth: config.graphql.maxDepth,
     maxComplexity: config.graphql.maxComplexity,
     maxBodyBytes: config.http.maxBodyBytes,
+    jit: config.graphql.jit,
     plugins: [operationMetricsPlugin(metrics.operationDuration)],
     routes: { "/metrics": metricsRoute(metrics, (err) => logger.warn({ err }, "metrics collection failed")) },
   });

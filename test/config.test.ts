@@ -66,7 +66,7 @@ describe("loadConfig", () => {
       postgres: { url: null, poolSize: 10, dataDir: "./.data" },
       redis: { url: null, clusterNodes: [], keyPrefix: "", commandTimeoutMs: 100, dataDir: "./.data" },
       auth: { bootstrapAdminToken: null, apiKeyPrefix: "llm", oidc: null },
-      graphql: { introspection: true, maxDepth: 12, maxComplexity: 2_000 },
+      graphql: { introspection: true, maxDepth: 12, maxComplexity: 2_000, jit: true },
       abuse: {
         bucketSeconds: 60,
         evaluateIntervalMs: 10_000,

@@ -66,6 +66,8 @@ const EnvSchema = z.object({
   MAX_BODY_BYTES: int(1_000_000, 1_000, 50_000_000),
   MAX_QUERY_DEPTH: int(12, 2, 100),
   MAX_QUERY_COMPLEXITY: int(2_000, 10, 1_000_000),
+  /** Compiled execution (graphql-jit) for checkAndReserve, commit and release; off = graphql-js. */
+  GRAPHQL_JIT: bool(true),
 
   /** Abuse controls: one spend/statistics bucket; breaker and anomaly windows are whole buckets. */
   ABUSE_BUCKET_SECONDS: int(60, 1, 3_600),
@@ -183,7 +185,7 @@ export interface Config {
       jwksTimeoutMs: number;
     } | null;
   };
-  graphql: { introspection: boolean; maxDepth: number; maxComplexity: number };
+  graphql: { introspection: boolean; maxDepth: number; maxComplexity: number; jit: boolean };
   abuse: {
     bucketSeconds: number;
     evaluateIntervalMs: number;
@@ -270,6 +272,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
           : isTrue(e.GRAPHQL_INTROSPECTION),
       maxDepth: e.MAX_QUERY_DEPTH,
       maxComplexity: e.MAX_QUERY_COMPLEXITY,
+      jit: e.GRAPHQL_JIT,
     },
     abuse: {
       bucketSeconds: e.ABUSE_BUCKET_SECONDS,

@@ -1,7 +1,7 @@
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from "@apollo/server";
-import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { GraphQLError, getVariableValues, type GraphQLSchema } from "graphql";
 import { getComplexity, fieldExtensionsEstimator, simpleEstimator } from "graphql-query-complexity";
 import type { Logger } from "../lib/logger.js";
@@ -10,6 +10,7 @@ import type { GraphQLContext } from "./context.js";
 import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
+import { jitExecutionGateway } from "./jit-executor.js";
 import { attachSubscriptionServer } from "./subscriptions.js";
 
 export interface ApiServerOptions {
@@ -20,6 +21,8 @@ export interface ApiServerOptions {
   maxDepth: number;
   maxComplexity: number;
   maxBodyBytes: number;
+  /** Compiled execution for the hot operations (graphql-jit); see jit-executor.ts. */
+  jit?: boolean;
   /** Extra Apollo plugins (e.g. operation metrics), run after the built-in ones. */
   plugins?: ApolloServerPlugin<GraphQLContext>[];
   /** Extra plain-HTTP routes (e.g. /metrics), answered before GraphQL. */
@@ -152,7 +155,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   };
 
   const apollo = new ApolloServer<GraphQLContext>({
-    schema: opts.schema,
+    ...(opts.jit ? { gateway: jitExecutionGateway(opts.schema) } : { schema: opts.schema }),
     introspection: opts.introspection,
     // main.ts owns SIGTERM/SIGINT and the drain order. Apollo's own handler (on outside
     // NODE_ENV=test) would stop Apollo mid-drain and then re-send the signal to the process.
@@ -162,7 +165,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     includeStacktraceInErrorResponses: false,
     validationRules: [depthLimitRule(opts.maxDepth)],
     formatError: makeFormatError({ onInternal: () => {} }),
-    plugins: [complexityPlugin, requestIdPlugin, ApolloServerPluginLandingPageDisabled(), ...(opts.plugins ?? [])],
+    // Cache control would wrap every resolver to collect hints for HTTP caching, which nothing
+    // here uses (mutations and private data): disabled, it costs nothing per field.
+    plugins: [complexityPlugin, requestIdPlugin, ApolloServerPluginLandingPageDisabled(), ApolloServerPluginCacheControlDisabled(), ...(opts.plugins ?? [])],
     logger: {
       debug: (m) => logger.debug(m),
       info: (m) => logger.info(m),
