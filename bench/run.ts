@@ -169,6 +169,17 @@ function bucketPercentile(before: Buckets, after: Buckets, p: number): number {
   return Infinity;
 }
 
+/** The service's own view of its memory at the end of a phase (from /metrics), for the RSS line. */
+async function heapNow(port: number): Promise<string | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const v = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split("\n").find((l) => l.startsWith(name + " ")) ?? "")?.[2] ?? NaN) / 1e6;
+    return `now: RSS ${v("process_resident_memory_bytes").toFixed(0)} MB, V8 heap ${v("nodejs_heap_size_used_bytes").toFixed(0)}/${v("nodejs_heap_size_total_bytes").toFixed(0)} MB, external ${v("nodejs_external_memory_bytes").toFixed(0)} MB`;
+  } catch {
+    return null;
+  }
+}
+
 // ── measurements ─────────────────────────────────────────────────────────────────────────────
 
 interface ClosedRow {
@@ -184,7 +195,7 @@ interface Report {
   ledger: { rowsPerSec: number; lag: LatencySummary; batches: number; avgBatch: number } | null;
   rollup: string[][] | null;
   rollupNote: string | null;
-  rss: Array<{ label: string; mb: number }>;
+  rss: Array<{ label: string; mb: number; heap: string | null }>;
   cluster: Array<{ label: string; single: number; cluster: number }>;
   notes: string[];
 }
@@ -225,7 +236,7 @@ async function measureTarget(
       log(`${label} zipf: ${fmtInt(zipf.pairsPerSec)} pairs/s (load ${load1()})`);
     }
     await opts.after?.(proc, uniform);
-    report.rss.push({ label, mb: peakRssMb(proc.child.pid!) });
+    report.rss.push({ label, mb: peakRssMb(proc.child.pid!), heap: kind === "graphql" ? await heapNow(proc.port) : null });
     return { label, uniform, zipf };
   } finally {
     const code = await proc.stop();
@@ -530,7 +541,7 @@ function print(elapsedMs: number) {
     out.push(table(["Redis Cluster (3 masters) vs single", "single pairs/s", "cluster pairs/s", "change"], report.cluster.map((c) => [c.label, fmtInt(c.single), fmtInt(c.cluster), `${(((c.cluster - c.single) / c.single) * 100).toFixed(0)} %`])));
   }
   out.push("");
-  out.push(`peak RSS (VmHWM, process and workers): ${report.rss.map((r) => `${r.label} ${r.mb.toFixed(0)} MB`).join("; ")} (target: service < 300 MB)`);
+  out.push(`peak RSS (VmHWM, process and workers): ${report.rss.map((r) => `${r.label} ${r.mb.toFixed(0)} MB${r.heap ? ` (${r.heap})` : ""}`).join("; ")} (target: service < 300 MB)`);
   out.push(`total bench time ${(elapsedMs / 1000).toFixed(0)} s`);
   for (const n of report.notes) out.push(n);
   process.stdout.write(out.join("\n") + "\n");
