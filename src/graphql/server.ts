@@ -253,8 +253,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   const server = http.createServer((req, res) => {
     if (draining) res.setHeader("connection", "close");
     handler(req, res).catch((err) => {
-      logger.error({ err }, "unhandled http error");
-      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: "Internal server error", extensions: { code: "INTERNAL_SERVER_ERROR" } }] });
+      // The handler set x-request-id first thing: the masked answer and the log line carry it,
+      // so a caller's report leads to the cause here too.
+      const requestId = res.getHeader("x-request-id");
+      logger.error({ err, requestId }, "unhandled http error");
+      if (!res.headersSent) sendJson(res, 500, { errors: [{ message: "Internal server error", extensions: { code: "INTERNAL_SERVER_ERROR", requestId } }] });
       else res.destroy();
     });
   });
