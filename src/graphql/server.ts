@@ -10,6 +10,7 @@ import type { GraphQLContext } from "./context.js";
 import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
+import { ComplexityCache } from "./complexity-cache.js";
 import { jitExecutionGateway } from "./jit-executor.js";
 import { attachSubscriptionServer } from "./subscriptions.js";
 
@@ -99,10 +100,16 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   const tooComplex = (message: string) =>
     new GraphQLError(message, { extensions: { code: "QUERY_TOO_COMPLEX", http: { status: 400 } } });
 
+  const measured = new ComplexityCache(opts.schema);
   const complexityPlugin: ApolloServerPlugin<GraphQLContext> = {
     async requestDidStart() {
       return {
         async didResolveOperation({ request, document, operation, schema }) {
+          const known = measured.get(document, request.operationName ?? null);
+          if (known !== undefined) {
+            if (known > opts.maxComplexity) throw tooComplex(`query complexity ${known} exceeds the maximum of ${opts.maxComplexity}`);
+            return;
+          }
           // Variables that do not coerce are the caller's error and stop execution anyway;
           // leave them to graphql-js (BAD_USER_INPUT, 400) instead of failing them here.
           const vars = getVariableValues(schema, operation?.variableDefinitions ?? [], request.variables ?? {});
@@ -122,6 +129,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
             if (!(e instanceof GraphQLError)) throw e;
             throw tooComplex(`query has more than ${maxQueryNodes} fields and fragments; the maximum complexity is ${opts.maxComplexity}`);
           }
+          measured.set(document, request.operationName ?? null, complexity);
           if (complexity > opts.maxComplexity) {
             throw tooComplex(`query complexity ${complexity} exceeds the maximum of ${opts.maxComplexity}`);
           }
