@@ -1,8 +1,5 @@
 import http from "node:http";
-import { RateLimiterRedis } from "rate-limiter-flexible";
 import { loadConfig } from "../src/config/config.js";
-import { compose } from "../src/compose.js";
-import { createHotPathRedis } from "../src/storage/redis/client.js";
 import { formatUsd } from "../src/domain/billing/money.js";
 import type { Decision, LimitStatus } from "../src/domain/enforcement/types.js";
 import type { Actor } from "../src/domain/tenancy/types.js";
@@ -59,6 +56,8 @@ function renderDecision(d: Decision) {
 
 async function floorHandler(): Promise<(req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>> {
   const config = loadConfig(process.env);
+  // Imported here, not at the top: the peer must not carry the whole app in its memory figure.
+  const { compose } = await import("../src/compose.js");
   const app = await compose(config);
   const { auth, enforcement } = app.services;
   process.on("SIGTERM", () => void app.stop().then(() => process.exit(0)));
@@ -97,6 +96,8 @@ async function floorHandler(): Promise<(req: http.IncomingMessage, res: http.Ser
 
 async function peerHandler(): Promise<(req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>> {
   const config = loadConfig(process.env);
+  const { RateLimiterRedis } = await import("rate-limiter-flexible");
+  const { createHotPathRedis } = await import("../src/storage/redis/client.js");
   const redis = createHotPathRedis({ ...config.redis, url: config.redis.url ?? "" });
   const limiter = new RateLimiterRedis({ storeClient: redis, keyPrefix: "peer", points: 1e12, duration: 60 });
   process.on("SIGTERM", () => {

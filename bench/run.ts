@@ -174,7 +174,12 @@ async function heapNow(port: number): Promise<string | null> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const v = (name: string) => Number(/^(\S+) (\S+)$/m.exec(text.split("\n").find((l) => l.startsWith(name + " ")) ?? "")?.[2] ?? NaN) / 1e6;
-    return `now: RSS ${v("process_resident_memory_bytes").toFixed(0)} MB, V8 heap ${v("nodejs_heap_size_used_bytes").toFixed(0)}/${v("nodejs_heap_size_total_bytes").toFixed(0)} MB, external ${v("nodejs_external_memory_bytes").toFixed(0)} MB`;
+    const sample = (name: string, labels: string) => Number(text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`))?.split(" ").at(-1) ?? NaN);
+    const gc = (kind: string) => `${sample("nodejs_gc_duration_seconds_count", `kind="${kind}"`)} ${kind} GCs ${(sample("nodejs_gc_duration_seconds_sum", `kind="${kind}"`) * 1000).toFixed(0)} ms`;
+    return (
+      `now: RSS ${v("process_resident_memory_bytes").toFixed(0)} MB, V8 heap ${v("nodejs_heap_size_used_bytes").toFixed(0)}/${v("nodejs_heap_size_total_bytes").toFixed(0)} MB, external ${v("nodejs_external_memory_bytes").toFixed(0)} MB; ` +
+      `since start: ${gc("major")}, ${gc("minor")}`
+    );
   } catch {
     return null;
   }
@@ -441,7 +446,7 @@ async function main() {
   const clusterEnv = { ...baseEnv, REDIS_URL: "", REDIS_CLUSTER_NODES: CLUSTER_NODES.join(",") };
   try {
     log(`database ${database.name}: migrating and seeding ${TENANTS} tenants × ${KEYS_PER_TENANT} keys`);
-    const setupApp = await compose(loadConfig(baseEnv), { logger: createLogger({ level: "warn" }) });
+    const setupApp = await compose(loadConfig(baseEnv), { logger: createLogger({ level: "error" }) });
     const { keys, gatewayToken } = await seed(setupApp, { tenants: TENANTS, keysPerTenant: KEYS_PER_TENANT, model: PAIR.model });
     await setupApp.stop();
     const keysFile = path.join(tmp, "keys.json");
