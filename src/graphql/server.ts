@@ -188,7 +188,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const requestId = callerRequestId(req.headers["x-request-id"]) ?? randomUUID();
     res.setHeader("x-request-id", requestId);
-    const url = new URL(req.url ?? "/", "http://localhost");
+    // The hot path's own URL is split by hand; anything else (encoded or dot segments, an
+    // absolute-form target) still goes through the URL parser.
+    const rawUrl = req.url ?? "/";
+    const url = rawUrl === "/graphql" || rawUrl.startsWith("/graphql?") ? { pathname: "/graphql", search: rawUrl.slice(8) } : new URL(rawUrl, "http://localhost");
     const route = opts.routes?.[url.pathname];
     if (route) return route(req, res);
     if (url.pathname === "/healthz") return sendJson(res, 200, { ok: true });
@@ -237,10 +240,19 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
     }
-    const log = logger.child({ requestId });
+    // The request's child logger is built on first use: most requests never log.
+    let log: Logger | null = null;
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: (req.method ?? "GET").toUpperCase(), headers, search: url.search, body: parsed },
-      context: async () => ({ requestId, actor, services: opts.services, log, sourceIp }),
+      context: async () => ({
+        requestId,
+        actor,
+        services: opts.services,
+        sourceIp,
+        get log() {
+          return (log ??= logger.child({ requestId }));
+        },
+      }),
     });
     const outHeaders: Record<string, string> = {};
     for (const [k, v] of result.headers) outHeaders[k] = v;
