@@ -76,7 +76,7 @@ describe("loadConfig", () => {
         authThrottle: { windowSeconds: 60, maxFailuresPerSource: 20, maxFailuresPerPrefix: 10, blockSeconds: 300 },
       },
       ledger: { lingerMs: 2, maxBatch: 1_000 },
-      cacheTtlMs: 5_000,
+      cacheTtlMs: 60_000,
       workersEnabled: true,
       webhooks: { allowPrivateTargets: false, secretKey: DEV_WEBHOOK_SECRET_KEY, timeoutMs: 10_000 },
     };

@@ -95,7 +95,7 @@ const EnvSchema = z.object({
   LEDGER_LINGER_MS: int(2, 0, 100),
   LEDGER_MAX_BATCH: int(1_000, 1, 10_000),
   /** Revocations and operator changes reach every replica through pub/sub; this is the safety net. */
-  CACHE_TTL_MS: int(5_000, 100, 600_000),
+  CACHE_TTL_MS: int(60_000, 100, 3_600_000),
   /** Run the BullMQ workers and schedulers in this process. */
   WORKERS_ENABLED: bool(true),
   /** Webhook targets on loopback/private/link-local addresses are refused unless allowed. */

@@ -4,8 +4,9 @@ import type { Logger } from "../../lib/logger.js";
 
 /**
  * Cache invalidation across replicas. An operator change publishes `<kind>:<id>` on one
- * channel; every replica drops that entry from its in-process caches. Caches also expire on
- * their own (CACHE_TTL_MS) so a missed message cannot keep a revoked key alive for long.
+ * channel; every replica drops that entry from its in-process caches. A reconnected subscriber
+ * drops everything (it may have missed messages), and entries also expire on their own
+ * (CACHE_TTL_MS) as a last safety net.
  */
 export type InvalidationKind = "tier" | "tenant" | "apiKey" | "credential" | "model" | "all";
 
@@ -38,7 +39,19 @@ export class InvalidationBus {
         this.log.warn({ err }, "bad invalidation message");
       }
     });
+    // Messages published while the subscriber was disconnected are lost (pub/sub keeps nothing),
+    // so every reconnection drops every cached entry: caches can then afford a long TTL without
+    // ever serving a change they missed.
+    let connectedBefore = this.subscriber.status === "ready";
+    this.subscriber.on("ready", () => {
+      if (connectedBefore) {
+        this.log.info("invalidation subscriber reconnected: dropping every cached entry");
+        for (const l of this.listeners) l({ kind: "all", id: "*" });
+      }
+      connectedBefore = true;
+    });
     await this.subscriber.subscribe(this.channel);
+    connectedBefore = true;
   }
 
   onInvalidate(listener: (m: InvalidationMessage) => void): () => void {
