@@ -442,6 +442,8 @@ async function main() {
     REDIS_KEY_PREFIX: prefix,
     WORKERS_ENABLED: "false",
     WEBHOOK_SECRET_KEY: "bench-only-webhook-secret-key-0123456789abcdef",
+    // Set, so the service does not print a generated bootstrap token into the bench output.
+    BOOTSTRAP_ADMIN_TOKEN: "bench-only-bootstrap-admin-token-0123456789",
     WEB_CONCURRENCY: args.workers!,
     ...Object.fromEntries((args.env ? args.env.split(",") : []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
   };
