@@ -27,6 +27,8 @@ export interface ServiceMetricsOptions {
   defaultMetrics?: boolean;
   /** Read on every scrape; absent when there is no outbox to watch. */
   outboxLag?: () => Promise<OutboxLag>;
+  /** How long a scrape waits for the outbox query before reporting NaN (default 2 s). */
+  outboxLagTimeoutMs?: number;
 }
 
 export class ServiceMetrics {
@@ -102,10 +104,21 @@ export class ServiceMetrics {
 
     if (opts.outboxLag) {
       const read = opts.outboxLag;
+      const timeoutMs = opts.outboxLagTimeoutMs ?? 2_000;
+      const unknown: OutboxLag = { unpublished: NaN, oldestAgeSeconds: NaN };
       // One query per scrape feeds both gauges: the first collect starts it, the second reuses it.
+      // A failing or hung database reads as NaN: the rest of the scrape (Redis errors, decisions)
+      // is what an operator needs most during such an outage, so it must not fail with it.
       let pending: Promise<OutboxLag> | null = null;
       const lag = () => {
-        pending ??= read().finally(() => setImmediate(() => (pending = null)));
+        if (!pending) {
+          let timer: NodeJS.Timeout | undefined;
+          const timeout = new Promise<OutboxLag>((resolve) => (timer = setTimeout(() => resolve(unknown), timeoutMs)));
+          pending = Promise.race([read().catch(() => unknown), timeout]).finally(() => {
+            clearTimeout(timer);
+            setImmediate(() => (pending = null));
+          });
+        }
         return pending;
       };
       new Gauge({

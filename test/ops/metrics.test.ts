@@ -237,3 +237,18 @@ describe("/metrics when Redis hangs or dies", () => {
     expect(value(s, "llm_redis_connection_errors_total", { client: "hot-path" })).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe("a scrape while the outbox query fails or hangs", () => {
+  it("still renders every other series, with the outbox gauges as NaN", async () => {
+    const { ServiceMetrics } = await import("../../src/metrics/service-metrics.js");
+    const failing = new ServiceMetrics({ outboxLag: () => Promise.reject(new Error("connection refused")) });
+    failing.enforcement.decision("ALLOW", null);
+    const hung = new ServiceMetrics({ outboxLag: () => new Promise(() => {}), outboxLagTimeoutMs: 50 });
+    for (const m of [failing, hung]) {
+      const samples = parseExposition((await m.render()).body);
+      expect(value(samples, "llm_outbox_unpublished_events")).toBeNaN();
+      expect(value(samples, "llm_outbox_oldest_unpublished_age_seconds")).toBeNaN();
+    }
+    expect(value(parseExposition((await failing.render()).body), "llm_enforcement_decisions_total", { outcome: "ALLOW", reason: "NONE" })).toBe(1);
+  });
+});
