@@ -1,4 +1,5 @@
 import http from "node:http";
+import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from "@apollo/server";
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
@@ -42,6 +43,8 @@ class BodyTooLarge extends Error {}
 
 /** How long close() lets in-flight requests finish (below the usual 30 s kill deadline). */
 const DRAIN_GRACE_MS = 20_000;
+/** How long close() leaves idle keep-alive sockets open, for requests already on their way. */
+const IDLE_SOCKET_GRACE_MS = 250;
 
 /**
  * Reads the body, refusing it as soon as it is known to exceed `limit` (declared length, or
@@ -315,15 +318,24 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
         // A request still running after the grace period loses its socket rather than holding
         // the process past the orchestrator's kill deadline (a commit cut here was never acked).
         const force = setTimeout(() => server.closeAllConnections(), DRAIN_GRACE_MS);
-        // A response already on its way when the drain began went out without
-        // "Connection: close"; its socket turns idle afterwards and is closed here.
-        const sweep = setInterval(() => server.closeIdleConnections(), 50);
-        server.close(() => {
+        // A socket with no request in progress may still hold one the gateway already sent,
+        // unread in the kernel: closing it at once (as http.Server#close does) resets that
+        // request, which under load was every commit in flight at the signal. So the listener
+        // stops now (net.Server#close: no new connections), and idle sockets are closed only
+        // after a short grace, in which such requests are read and answered with
+        // "Connection: close", ending their sockets; then every 50 ms, for sockets whose last
+        // response went out before the drain (without the header).
+        let sweep: NodeJS.Timeout | undefined;
+        const startSweeping = setTimeout(() => {
+          server.closeIdleConnections();
+          sweep = setInterval(() => server.closeIdleConnections(), 50);
+        }, IDLE_SOCKET_GRACE_MS);
+        net.Server.prototype.close.call(server, () => {
           clearTimeout(force);
+          clearTimeout(startSweeping);
           clearInterval(sweep);
           resolve();
         });
-        server.closeIdleConnections();
       });
       await apollo.stop();
     },
