@@ -111,7 +111,8 @@ describe("webhooks: endpoints, signed delivery, retries, 410, attempt log", () =
     await receiver.waitFor(() => hooksFor(e.id).length === 1);
     const failed = await waitUntil(async () => {
       const [d] = await deliveries(endpoint.id);
-      return d?.attempts[0]?.outcome === "FAILED" ? d : null;
+      // The delivery row and its attempts are read by separate statements: wait for both.
+      return d?.attempts[0]?.outcome === "FAILED" && d.lastStatusCode !== null ? d : null;
     });
     expect(failed).toMatchObject({ status: "PENDING", attemptCount: 1, lastStatusCode: 500, lastError: "HTTP 500: database is down" });
     const a1 = failed.attempts[0];
