@@ -45,12 +45,12 @@ describe("global spend breaker", () => {
 
     await spend(tenants[0]!.key.secret, 20_000); // $0.02
     await spend(tenants[1]!.key.secret, 20_000);
-    await until("the global breaker to open", async () => (await globalState()).state === "OPEN", 8_000);
+    await until("the global breaker to open", async () => (await globalState()).state === "OPEN", 20_000);
     const g = await globalState();
     expect(g).toMatchObject({ state: "OPEN", manual: false, windowSpendUsd: "0.045000000" });
     // The $0.03 floor: the $0.005 learned as "usual" makes 3× the usual far less than that.
     expect(g.thresholdUsd).toBe("0.030000000");
-    await until("this replica's cache to deny", async () => (await reserve(gw, { apiKey: tenants[0]!.key.secret, model: "m-glob", inputTokens: 1 })).reason === "CIRCUIT_OPEN", 5_000);
+    await until("this replica's cache to deny", async () => (await reserve(gw, { apiKey: tenants[0]!.key.secret, model: "m-glob", inputTokens: 1 })).reason === "CIRCUIT_OPEN", 15_000);
     for (const who of tenants) {
       expect((await reserve(gw, { apiKey: who.key.secret, model: "m-glob", inputTokens: 1 })).reason).toBe("CIRCUIT_OPEN");
       const crit = await reserve(gw, { apiKey: who.key.secret, model: "m-glob", inputTokens: 1, priority: "CRITICAL" });
