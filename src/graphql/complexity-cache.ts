@@ -1,4 +1,57 @@
-import { Kind, isInterfaceType, isObjectType, visit, type DocumentNode, type GraphQLSchema } from "graphql";
+import {
+  GraphQLError,
+  getVariableValues,
+  Kind,
+  isInterfaceType,
+  isObjectType,
+  visit,
+  type DocumentNode,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+} from "graphql";
+import { fieldExtensionsEstimator, getComplexity, simpleEstimator } from "graphql-query-complexity";
+
+export type ComplexityVerdict =
+  | { kind: "ok"; complexity: number }
+  /** Variables that do not coerce: the caller's error, reported by whoever executes. */
+  | { kind: "badVariables"; errors: readonly GraphQLError[] }
+  | { kind: "tooComplex"; message: string };
+
+/**
+ * The complexity of one operation, for the HTTP plugin and the WebSocket server alike. A query
+ * whose node count passes `max(10_000, maxComplexity)` is refused without being measured
+ * further: that bounds the work of measuring itself (fragment spreads can multiply nodes far
+ * beyond the body size), and since every node costs at least 1, a query within the limit never trips it.
+ */
+export function measureComplexity(o: {
+  schema: GraphQLSchema;
+  document: DocumentNode;
+  operation: OperationDefinitionNode | null | undefined;
+  operationName: string | null | undefined;
+  variables: Record<string, unknown> | null | undefined;
+  maxComplexity: number;
+}): ComplexityVerdict {
+  const maxQueryNodes = Math.max(10_000, o.maxComplexity);
+  const vars = getVariableValues(o.schema, o.operation?.variableDefinitions ?? [], o.variables ?? {});
+  if (vars.errors) return { kind: "badVariables", errors: vars.errors };
+  let complexity: number;
+  try {
+    complexity = getComplexity({
+      schema: o.schema,
+      operationName: o.operationName ?? undefined,
+      query: o.document,
+      variables: vars.coerced,
+      estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
+      maxQueryNodes,
+    });
+  } catch (e) {
+    // With variables known good, the GraphQLError left to throw is the node-count guard.
+    if (!(e instanceof GraphQLError)) throw e;
+    return { kind: "tooComplex", message: `query has more than ${maxQueryNodes} fields and fragments; the maximum complexity is ${o.maxComplexity}` };
+  }
+  if (complexity > o.maxComplexity) return { kind: "tooComplex", message: `query complexity ${complexity} exceeds the maximum of ${o.maxComplexity}` };
+  return { kind: "ok", complexity };
+}
 
 /**
  * Query complexity measured once per document instead of on every request. Complexity depends on

@@ -3,15 +3,14 @@ import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { ApolloServer, HeaderMap, type ApolloServerPlugin } from "@apollo/server";
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
-import { GraphQLError, getVariableValues, type GraphQLSchema } from "graphql";
-import { getComplexity, fieldExtensionsEstimator, simpleEstimator } from "graphql-query-complexity";
+import { GraphQLError, type GraphQLSchema } from "graphql";
 import type { Logger } from "../lib/logger.js";
 import { isDomainError } from "../lib/errors.js";
 import type { GraphQLContext } from "./context.js";
 import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
-import { ComplexityCache } from "./complexity-cache.js";
+import { ComplexityCache, measureComplexity } from "./complexity-cache.js";
 import { jitExecutionGateway } from "./jit-executor.js";
 import { attachSubscriptionServer } from "./subscriptions.js";
 
@@ -96,10 +95,6 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
 export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const { logger } = opts;
 
-  // A query whose node count passes this is refused without being measured further: it bounds
-  // the work of measuring itself (fragment spreads can multiply nodes far beyond the body size).
-  // Every node costs at least 1, so a query within MAX_QUERY_COMPLEXITY never trips it.
-  const maxQueryNodes = Math.max(10_000, opts.maxComplexity);
   const tooComplex = (message: string) =>
     new GraphQLError(message, { extensions: { code: "QUERY_TOO_COMPLEX", http: { status: 400 } } });
 
@@ -113,29 +108,19 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
             if (known > opts.maxComplexity) throw tooComplex(`query complexity ${known} exceeds the maximum of ${opts.maxComplexity}`);
             return;
           }
+          const verdict = measureComplexity({
+            schema,
+            document,
+            operation,
+            operationName: request.operationName,
+            variables: request.variables,
+            maxComplexity: opts.maxComplexity,
+          });
           // Variables that do not coerce are the caller's error and stop execution anyway;
           // leave them to graphql-js (BAD_USER_INPUT, 400) instead of failing them here.
-          const vars = getVariableValues(schema, operation?.variableDefinitions ?? [], request.variables ?? {});
-          if (vars.errors) return;
-          let complexity: number;
-          try {
-            complexity = getComplexity({
-              schema,
-              operationName: request.operationName ?? undefined,
-              query: document,
-              variables: vars.coerced,
-              estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
-              maxQueryNodes,
-            });
-          } catch (e) {
-            // With variables known good, the GraphQLError left to throw is the node-count guard.
-            if (!(e instanceof GraphQLError)) throw e;
-            throw tooComplex(`query has more than ${maxQueryNodes} fields and fragments; the maximum complexity is ${opts.maxComplexity}`);
-          }
-          measured.set(document, request.operationName ?? null, complexity);
-          if (complexity > opts.maxComplexity) {
-            throw tooComplex(`query complexity ${complexity} exceeds the maximum of ${opts.maxComplexity}`);
-          }
+          if (verdict.kind === "badVariables") return;
+          if (verdict.kind === "tooComplex") throw tooComplex(verdict.message);
+          measured.set(document, request.operationName ?? null, verdict.complexity);
         },
       };
     },

@@ -3,8 +3,8 @@ import { randomUUID } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
 import { useServer } from "graphql-ws/use/ws";
 import { CloseCode } from "graphql-ws";
-import { GraphQLError, getOperationAST, getVariableValues, parse, specifiedRules, validate, type DocumentNode, type GraphQLSchema } from "graphql";
-import { getComplexity, fieldExtensionsEstimator, simpleEstimator } from "graphql-query-complexity";
+import { GraphQLError, getOperationAST, parse, specifiedRules, validate, type DocumentNode, type GraphQLSchema } from "graphql";
+import { measureComplexity } from "./complexity-cache.js";
 import type { Logger } from "../lib/logger.js";
 import type { Services } from "../compose.js";
 import type { Actor } from "../domain/tenancy/types.js";
@@ -99,7 +99,6 @@ export function attachSubscriptionServer(o: SubscriptionServerOptions): Subscrip
   timer.unref();
 
   const tooComplex = (message: string) => new GraphQLError(message, { extensions: { code: "QUERY_TOO_COMPLEX" } });
-  const maxQueryNodes = Math.max(10_000, o.maxComplexity);
 
   const server = useServer<Record<string, unknown>, { connection: Connection }>(
     {
@@ -156,23 +155,16 @@ export function attachSubscriptionServer(o: SubscriptionServerOptions): Subscrip
             }),
           ];
         }
-        const vars = getVariableValues(schema, operation.variableDefinitions ?? [], payload.variables ?? {});
-        if (vars.errors) return vars.errors;
-        let complexity: number;
-        try {
-          complexity = getComplexity({
-            schema,
-            operationName: payload.operationName ?? undefined,
-            query: document,
-            variables: vars.coerced,
-            estimators: [fieldExtensionsEstimator(), simpleEstimator({ defaultComplexity: 1 })],
-            maxQueryNodes,
-          });
-        } catch (err) {
-          if (!(err instanceof GraphQLError)) throw err;
-          return [tooComplex(`query has more than ${maxQueryNodes} fields and fragments; the maximum complexity is ${o.maxComplexity}`)];
-        }
-        if (complexity > o.maxComplexity) return [tooComplex(`query complexity ${complexity} exceeds the maximum of ${o.maxComplexity}`)];
+        const verdict = measureComplexity({
+          schema,
+          document,
+          operation,
+          operationName: payload.operationName,
+          variables: payload.variables,
+          maxComplexity: o.maxComplexity,
+        });
+        if (verdict.kind === "badVariables") return [...verdict.errors];
+        if (verdict.kind === "tooComplex") return [tooComplex(verdict.message)];
         const requestId = `${connection.id}:${id}`;
         const contextValue: GraphQLContext = {
           requestId,
