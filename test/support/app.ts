@@ -2,6 +2,30 @@ import { compose, type App } from "../../src/compose.js";
 import { createTestDatabase, testEnv, BOOTSTRAP_TOKEN } from "./env.js";
 import { loadConfig } from "../../src/config/config.js";
 import { GraphQLClient } from "./client.js";
+import { Redis } from "ioredis";
+
+/**
+ * Removes the keys a test app left under its own prefix, so the machine's shared Redis does not
+ * grow with every run. Single-node Redis only (the cluster run's nodes are recreated by CI).
+ */
+async function dropPrefixedKeys(env: Record<string, string>): Promise<void> {
+  const prefix = env.REDIS_KEY_PREFIX;
+  if (!prefix || !env.REDIS_URL || env.REDIS_CLUSTER_NODES) return;
+  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      if (keys.length) await redis.unlink(...keys);
+      cursor = next;
+    } while (cursor !== "0");
+  } catch {
+    // Best effort: a test that stopped its Redis has nothing to clean.
+  } finally {
+    redis.disconnect();
+  }
+}
 
 export interface TestApp {
   app: App;
@@ -31,6 +55,7 @@ export async function startTestApp(extraEnv: Record<string, string> = {}): Promi
     async close() {
       await app.stop();
       await db.drop();
+      await dropPrefixedKeys(env);
     },
   };
 }
