@@ -1,5 +1,5 @@
-import pg from "pg";
-import { randomBytes } from "node:crypto";
+import { createTestDatabase } from "../test/support/env.js";
+import { tierSpec } from "../test/support/enforcement.js";
 import { newId } from "../src/lib/ids.js";
 import { scopeLimitsToJson, tierToRow } from "../src/storage/postgres/mapping.js";
 import { modelPrices, models, tenants, tiers } from "../src/storage/postgres/schema/index.js";
@@ -9,24 +9,8 @@ import type { Actor, Tier } from "../src/domain/tenancy/types.js";
 /** A dedicated database per run on the local Postgres, dropped at the end. */
 export const PG_ADMIN_URL = process.env.BENCH_DATABASE_ADMIN_URL ?? process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
-export async function createBenchDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const name = `bench_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const u = new URL(PG_ADMIN_URL);
-  u.pathname = `/${name}`;
-  return {
-    url: u.toString(),
-    name,
-    async drop() {
-      const c = new pg.Client({ connectionString: PG_ADMIN_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
+export function createBenchDatabase() {
+  return createTestDatabase({ prefix: "bench", adminUrl: PG_ADMIN_URL });
 }
 
 const BIG = { perMinute: 100_000_000, burst: null };
@@ -38,7 +22,7 @@ const BIG = { perMinute: 100_000_000, burst: null };
  * allowed, so the figures are the cost of the complete allow path.
  */
 export function benchTier(): Omit<Tier, "id" | "createdAt" | "updatedAt"> {
-  return {
+  return tierSpec({
     name: `bench-${newId("tier")}`,
     description: "benchmark tier",
     tenantLimits: {
@@ -50,20 +34,8 @@ export function benchTier(): Omit<Tier, "id" | "createdAt" | "updatedAt"> {
       monthlyBudgetNano: 1_000_000_000_000_000n,
     },
     keyLimits: { requestsPerMinute: BIG, concurrentRequests: 10_000, monthlyBudgetNano: 100_000_000_000_000n },
-    subjectLimits: {},
-    routeModelLimits: [],
-    maxInputTokens: null,
     defaultMaxOutputTokens: 300,
-    maxOutputTokens: 4_096,
-    allowedRoutes: null,
-    allowedModels: null,
-    allowedTools: null,
-    notifyAtPercent: [50, 80, 100],
-    degradationLadder: [],
-    reservationTtlSeconds: 600,
-    routeReservationTtlSeconds: [],
-    failOpenRateLimits: false,
-  };
+  });
 }
 
 const SYSTEM_ADMIN: Actor = { kind: "system", id: "bench", role: "ADMIN", tenantId: null, name: "benchmark setup" };

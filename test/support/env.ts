@@ -25,20 +25,26 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
 }
 
-/** A fresh database per test file, dropped afterwards: files never see each other's rows. */
-export async function createTestDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const name = uniqueName("t").toLowerCase();
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+/**
+ * A fresh database per test file (or benchmark run), dropped afterwards: files never see each
+ * other's rows.
+ */
+export async function createTestDatabase(
+  opts: { prefix?: string; adminUrl?: string } = {},
+): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const adminUrl = opts.adminUrl ?? PG_ADMIN_URL;
+  const name = uniqueName(opts.prefix ?? "t").toLowerCase();
+  const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
-  const u = new URL(PG_ADMIN_URL);
+  const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   return {
     url: u.toString(),
     name,
     async drop() {
-      const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+      const c = new pg.Client({ connectionString: adminUrl });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();

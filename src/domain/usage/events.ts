@@ -1,3 +1,4 @@
+import type { LedgerEntry } from "../enforcement/types.js";
 import { formatUsd } from "../billing/money.js";
 import type { LadderRung } from "../tenancy/types.js";
 import { percentOf } from "./quota-rules.js";
@@ -145,26 +146,12 @@ export function periodRolled(tenantId: string, periodKind: PeriodKind, previousP
 }
 
 /** A ledger row as the rollup reads it, for the events that follow from single rows. */
-export interface LedgerEventRow {
+export type LedgerEventRow = Omit<LedgerEntry, "subject" | "status"> & {
   id: bigint;
-  reservationId: string;
-  entry: "COMMIT" | "EXPIRY";
-  tenantId: string;
-  keyId: string;
-  route: string;
-  model: string;
+  /** As stored: the rollup reads it back as text. */
   status: string;
-  inputTokens: bigint;
-  outputTokens: bigint;
-  reservedInputTokens: bigint;
-  reservedOutputTokens: bigint;
-  costNano: bigint;
-  overage: boolean;
-  periodDay: string;
-  periodMonth: string;
-  reservedAt: Date;
   recordedAt: Date;
-}
+};
 
 export function usageOverage(r: LedgerEventRow): OutboxEvent {
   const over = (actual: bigint, reserved: bigint) => (actual > reserved ? actual - reserved : 0n);
