@@ -92,6 +92,29 @@ describe("UsageObserver", () => {
     expect(batch.keys).toEqual([{ keyId: "key_a", bucket, requests: 3, inputTokens: 300, maxInputTokens: 100, fingerprints: ["x", "y"] }]);
   });
 
+  it("writes a flush a few tenants at a time, not all at once, and writes every one", async () => {
+    const h = harness();
+    let inFlight = 0;
+    let most = 0;
+    const done: string[] = [];
+    const store = {
+      recordUsage: async (t: string) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 1));
+        inFlight--;
+        done.push(t);
+      },
+    } as unknown as AbuseStore;
+    const observer = new UsageObserver({ store, audit: { add: async () => {} }, clock: h.clock, logger: createLogger({ level: "silent" }), bucketMs: 1_000, apiKeyPrefix: "llm", keepMs: 60_000 });
+    for (let i = 0; i < 200; i++) observer.committed({ tenantId: `ten_${i}`, keyId: `key_${i}`, costNano: 1n });
+    await observer.flush();
+    expect(done).toHaveLength(200);
+    expect(new Set(done).size).toBe(200);
+    // A burst of 200 scripts would queue every reserve on the shared connection behind it.
+    expect(most).toBeLessThanOrEqual(4);
+    expect(most).toBeGreaterThan(1);
+  });
+
   it("finds the public prefix of a presented key and nothing of anything else", () => {
     expect(publicKeyPrefix(SECRET, "llm")).toBe("llm_AbCdEfGh12345678");
     expect(publicKeyPrefix("garbage", "llm")).toBeNull();
