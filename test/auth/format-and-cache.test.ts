@@ -11,6 +11,8 @@ import {
   tokenMatchesHash,
 } from "../../src/auth/api-key-format.js";
 import { InvalidatedCache } from "../../src/auth/api-key-verifier.js";
+import { PolicyCache } from "../../src/domain/enforcement/policy-cache.js";
+import type { Tenant } from "../../src/domain/tenancy/types.js";
 import { newId } from "../../src/lib/ids.js";
 
 const ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -70,12 +72,14 @@ describe("token format", () => {
   });
 });
 
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
 describe("InvalidatedCache", () => {
-  function deferred<T>() {
-    let resolve!: (v: T) => void;
-    const promise = new Promise<T>((r) => (resolve = r));
-    return { promise, resolve };
-  }
 
   it("shares one load between concurrent misses and serves hits without loading", async () => {
     const cache = new InvalidatedCache<string>({ ttlMs: 60_000, maxEntries: 10 });
@@ -112,5 +116,71 @@ describe("InvalidatedCache", () => {
     expect(bounded.size).toBe(2);
     expect(await bounded.get("a", async () => "a3")).toBe("a1");
     expect(await bounded.get("b", async () => "b2")).toBe("b2");
+  });
+
+  it("refreshes an entry in use ahead of its TTL: the read is served, one reload runs behind it", async () => {
+    const cache = new InvalidatedCache<string>({ ttlMs: 200, maxEntries: 10 });
+    let loads = 0;
+    const reload = deferred<string>();
+    await cache.get("k", async () => `v${++loads}`);
+    await new Promise((r) => setTimeout(r, 160)); // past 3/4 of the TTL, before its end
+    const load = () => (++loads, reload.promise);
+    // Served from the cache at once (the pending reload does not hold it up), reloaded once.
+    expect(await cache.get("k", load)).toBe("v1");
+    expect(await cache.get("k", load)).toBe("v1");
+    expect(loads).toBe(2);
+    reload.resolve("v2");
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await cache.get("k", async () => "unused")).toBe("v2");
+    expect(loads).toBe(2);
+  });
+
+  it("a background refresh that raced an invalidation is not cached either", async () => {
+    const cache = new InvalidatedCache<string>({ ttlMs: 200, maxEntries: 10 });
+    await cache.get("k", async () => "ACTIVE");
+    await new Promise((r) => setTimeout(r, 160));
+    const slow = deferred<string>();
+    expect(await cache.get("k", () => slow.promise)).toBe("ACTIVE");
+    cache.invalidate("k"); // revoked while the refresh reads the old row
+    slow.resolve("ACTIVE (read before the revoke)");
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await cache.get("k", async () => "REVOKED")).toBe("REVOKED");
+  });
+});
+
+describe("PolicyCache", () => {
+  const tenant = (name: string) => ({ id: "t1", name }) as unknown as Tenant;
+
+  it("serves an entry in use while it reloads ahead of the TTL, and never past the TTL", async () => {
+    let now = 0;
+    let loads = 0;
+    let next = deferred<Tenant | null>();
+    const cache = new PolicyCache(
+      { tier: async () => null, model: async () => null, tenant: () => (loads++, next.promise) },
+      { ttlMs: 1_000, maxEntries: 10, now: () => now },
+    );
+    const first = cache.tenant("t1");
+    next.resolve(tenant("first"));
+    expect((await first)!.name).toBe("first");
+    next = deferred();
+    now = 760; // past any jittered refresh point (at most 3/4 of the TTL), within the TTL
+    expect((await cache.tenant("t1"))!.name).toBe("first");
+    expect((await cache.tenant("t1"))!.name).toBe("first");
+    expect(loads).toBe(2); // one background reload, not one per read
+    next.resolve(tenant("second"));
+    await new Promise((r) => setTimeout(r, 0));
+    expect((await cache.tenant("t1"))!.name).toBe("second");
+
+    // A reload that fails keeps the old value until the TTL, and then the read waits for a load.
+    next = deferred();
+    now += 760;
+    expect((await cache.tenant("t1"))!.name).toBe("second");
+    next.reject(new Error("postgres down"));
+    await new Promise((r) => setTimeout(r, 0));
+    now += 300; // past the TTL of "second"
+    next = deferred();
+    const blocked = cache.tenant("t1");
+    next.resolve(tenant("third"));
+    expect((await blocked)!.name).toBe("third");
   });
 });

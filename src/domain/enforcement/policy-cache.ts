@@ -10,14 +10,20 @@ export interface PolicyLoader {
 interface Entry<T> {
   value: T | null;
   at: number;
+  /** A first load that callers wait for. */
   pending: Promise<T | null> | null;
+  /** Age at which a read starts a background reload (jittered per load). */
+  refreshAfter: number;
+  refreshing: boolean;
 }
 
 /**
  * In-process cache of tiers, tenants and models so a reserve touches no Postgres in steady
  * state. Operator changes invalidate entries on every replica over pub/sub; the TTL is the
  * safety net that bounds staleness if a message is missed. Concurrent misses for one entry
- * share one load.
+ * share one load. An entry read after a jittered half to three quarters of the TTL is served
+ * and reloaded in the background, so entries in use never expire under a request and entries
+ * loaded together do not reload together; nothing is served older than the TTL.
  */
 export class PolicyCache implements PolicyLoader {
   private readonly maps = {
@@ -39,12 +45,17 @@ export class PolicyCache implements PolicyLoader {
     const map = this.maps[kind] as unknown as Map<string, Entry<T>>;
     const e = map.get(id);
     if (e && e.pending) return e.pending;
-    if (e && this.now() - e.at < this.opts.ttlMs) return Promise.resolve(e.value);
-    const entry: Entry<T> = { value: null, at: 0, pending: null };
+    if (e) {
+      const age = this.now() - e.at;
+      if (age < this.opts.ttlMs) {
+        if (age >= e.refreshAfter && !e.refreshing) this.refresh(e, load);
+        return Promise.resolve(e.value);
+      }
+    }
+    const entry: Entry<T> = { value: null, at: 0, pending: null, refreshAfter: 0, refreshing: false };
     entry.pending = load().then(
       (v) => {
-        entry.value = v;
-        entry.at = this.now();
+        this.loaded(entry, v);
         entry.pending = null;
         return v;
       },
@@ -56,6 +67,30 @@ export class PolicyCache implements PolicyLoader {
     if (map.size >= this.opts.maxEntries) map.delete(map.keys().next().value!);
     map.set(id, entry);
     return entry.pending;
+  }
+
+  private loaded<T>(entry: Entry<T>, v: T | null): void {
+    entry.value = v;
+    entry.at = this.now();
+    entry.refreshAfter = this.opts.ttlMs * (0.5 + Math.random() * 0.25);
+  }
+
+  /**
+   * Reloads in place. An invalidation meanwhile removes the entry from its map, so what this
+   * load finds lands on an object nobody reads any more.
+   */
+  private refresh<T>(entry: Entry<T>, load: () => Promise<T | null>): void {
+    entry.refreshing = true;
+    load().then(
+      (v) => {
+        this.loaded(entry, v);
+        entry.refreshing = false;
+      },
+      () => {
+        // Keep serving the current value until its TTL runs out; the next read tries again.
+        entry.refreshing = false;
+      },
+    );
   }
 
   tier(id: string) {
