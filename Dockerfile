@@ -29,4 +29,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # passing it on: node never drains and is killed at the grace period. (Checked by hand:
 # SIGTERM to `npm start` left tsx and node running, orphaned.) Run directly, node gets
 # SIGTERM itself and drains; compose's `init: true` puts tini in front to reap children.
-CMD ["node", "--import", "tsx", "src/main.ts"]
+# `exec` replaces the shell, so node is still the process that gets the signal; the shell is
+# only there to read MAX_HEAP_MB (V8's old-space limit, as in `npm start`).
+CMD ["sh", "-c", "exec node --max-old-space-size=${MAX_HEAP_MB:-256} --import tsx src/main.ts"]

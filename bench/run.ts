@@ -458,8 +458,12 @@ async function main() {
     log(`seeded in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
     const profileFlags = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`] : [];
-    const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, profileFlags);
-    const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () => startNode("bench/bare-server.ts", [mode], env, profileFlags);
+    // The heap limit `npm start` and the Docker image give node (MAX_HEAP_MB): the service is
+    // measured as it runs, and the floor the same way so the two stay comparable.
+    const heapFlags = [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`];
+    const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...heapFlags, ...profileFlags]);
+    const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () =>
+      startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...heapFlags, ...profileFlags] : profileFlags);
 
     let serviceMax = 0;
     if (want("service") || want("open")) {
