@@ -76,6 +76,20 @@ describe("checkAndReserve / commit / release over HTTP", () => {
     await gw.request(RELEASE, { id: after.reservation.id });
   });
 
+  it("a free model (price 0) reserves, releases and commits like any other", async () => {
+    // Returning a zero cost hold once printed as "-0" in the settle script, which Redis refuses.
+    await insertModel(t, "m-free", 0n, 0n);
+    const d = await reserve(gw, { apiKey: key.secret, model: "m-free", inputTokens: 10, maxOutputTokens: 10 });
+    expect(d).toMatchObject({ outcome: "ALLOW", reservation: { costUsd: "0.000000000" } });
+    const r = await gw.request(RELEASE, { id: d.reservation.id });
+    expect(r.errors).toBeUndefined();
+    expect(r.data.release.released).toBe(true);
+    const d2 = await reserve(gw, { apiKey: key.secret, model: "m-free", inputTokens: 10, maxOutputTokens: 10 });
+    const c = await commit(gw, d2.reservation.id, 10, 5);
+    expect(c.errors).toBeUndefined();
+    expect(c.data.commit).toMatchObject({ inputTokens: 10, outputTokens: 5, costUsd: "0.000000000", replayed: false });
+  });
+
   it("an idempotencyKey returns the first decision unchanged and reserves once; a different input conflicts", async () => {
     const input = { apiKey: key.secret, inputTokens: 7, maxOutputTokens: 7, idempotencyKey: `req-${Date.now()}` };
     const answers = [];

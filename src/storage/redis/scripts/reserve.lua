@@ -34,7 +34,10 @@ local spec = cjson.decode(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local function fmt(x) return string.format('%.0f', x) end
+-- '%.0f' of a negative zero is "-0", which HINCRBY refuses: a zero always prints as "0".
+local function fmt(x) if x == 0 then return '0' end return string.format('%.0f', x) end
+-- Doubles hold every integer up to 2^53 exactly; past it, holds move with HINCRBY (int64).
+local EXACT = 9007199254740992
 
 -- A script that runs after its caller gave up (a stalled server catching up) must not take
 -- holds nobody will ever commit or release.
@@ -53,19 +56,17 @@ local nq, nb, nc = spec.nq, #spec.b, #spec.c
 local qbase, bbase, cbase = 5, 5 + nq, 5 + nq + nb
 
 -- A lost counter (flush, failover) must never read as zero: ask for a re-seed from the ledger.
-local missing = {}
+-- Every live counter hash has "tok" (seed writes it; nothing else creates a hash), so one
+-- HMGET per hash tells both whether it exists and what it holds.
+local qv, missing = {}, {}
 for i = 1, nq do
-  if redis.call('EXISTS', KEYS[qbase + i]) == 0 then missing[#missing + 1] = tostring(i) end
+  local h = redis.call('HMGET', KEYS[qbase + i], 'tok', 'tokh', 'usd', 'usdh')
+  if not h[1] then missing[#missing + 1] = tostring(i) end
+  qv[i] = { tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0') }
 end
 if #missing > 0 then
   table.insert(missing, 1, 'SEED')
   return missing
-end
-
-local qv = {}
-for i = 1, nq do
-  local h = redis.call('HMGET', KEYS[qbase + i], 'tok', 'tokh', 'usd', 'usdh')
-  qv[i] = { tonumber(h[1] or '0'), tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0') }
 end
 local function usedOf(c)
   local v = qv[c[1]]
@@ -165,8 +166,13 @@ if allowed then
     redis.call('PEXPIRE', key, spec.ttl + 60000)
   end
   for i = 1, nq do
-    redis.call('HINCRBY', KEYS[qbase + i], 'tokh', fmt(pin + pout))
-    redis.call('HINCRBY', KEYS[qbase + i], 'usdh', fmt(pcost))
+    local tokh, usdh = qv[i][2] + pin + pout, qv[i][4] + pcost
+    if math.abs(qv[i][2]) < EXACT and math.abs(qv[i][4]) < EXACT and math.abs(tokh) < EXACT and math.abs(usdh) < EXACT then
+      redis.call('HSET', KEYS[qbase + i], 'tokh', fmt(tokh), 'usdh', fmt(usdh))
+    else
+      redis.call('HINCRBY', KEYS[qbase + i], 'tokh', fmt(pin + pout))
+      redis.call('HINCRBY', KEYS[qbase + i], 'usdh', fmt(pcost))
+    end
   end
   redis.call('HSET', KEYS[3], 'st', 'R', 'in', fmt(pin), 'out', fmt(pout), 'cost', fmt(pcost), 'plan', tostring(plan),
     'exp', fmt(exp), 'at', fmt(now), 'settle', spec.settle, 'md', P[5], 'pin', P[6], 'pout', P[7], unpack(spec.rec))
