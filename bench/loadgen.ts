@@ -40,6 +40,12 @@ export interface LoadResult {
   denied: number;
   errors: number;
   firstError: string | null;
+  /**
+   * Open loop only: how late the generator itself sent each reserve (scheduled start → sent;
+   * timers, its own event loop). It is inside the CO-corrected reserve figures; printed so a
+   * reader can tell the generator's share from the server's.
+   */
+  sendLag: LatencySummary | null;
 }
 
 export const RESERVE_DOC = `mutation Reserve($input: CheckAndReserveInput!) {
@@ -82,6 +88,7 @@ async function main() {
   let recording = false;
   const reserveLat: number[] = [];
   const commitLat: number[] = [];
+  const sendLag: number[] = [];
   let pairs = 0;
   let denied = 0;
   let errors = 0;
@@ -93,6 +100,7 @@ async function main() {
 
   /** One reserve + commit; `startedAt` is when the reserve should have started. */
   async function pair(startedAt: number): Promise<void> {
+    if (recording && spec.mode === "open") sendLag.push(performance.now() - startedAt);
     const r = await post(target, reservePath, reserveBodies[pick()]!, headers);
     const reserved = performance.now();
     if (r.status !== 200) return fail(`reserve HTTP ${r.status}: ${r.text}`);
@@ -190,6 +198,7 @@ async function main() {
     denied,
     errors,
     firstError,
+    sendLag: spec.mode === "open" ? summarize(sendLag) : null,
   };
   process.stdout.write(JSON.stringify(result) + "\n");
 }

@@ -540,6 +540,8 @@ function print(elapsedMs: number) {
       ),
     );
     out.push("(target: reserve p99 ≤ 5 ms at 50 %)");
+    const lag = report.open.map(({ percent, r }) => (r.sendLag ? `${percent} %: p50 ${fmtMs(r.sendLag.p50)}, p99 ${fmtMs(r.sendLag.p99)} ms` : null)).filter(Boolean);
+    if (lag.length) out.push(`of which the load generator's own send lag (scheduled → sent): ${lag.join("; ")}`);
   }
   out.push("");
   if (report.ledger) {
