@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { errorCode, type GraphQLClient } from "../support/client.js";
 import { commit, createGateway, createKey, insertModel, insertTenant, insertTier, reserve, RELEASE } from "../support/enforcement.js";
@@ -62,6 +62,26 @@ describe("checkAndReserve / commit / release over HTTP", () => {
     // 1010 were used (the overage charged in full) and `next` holds 2.
     expect(remaining).toBe(BigInt(budgetBefore) - 1010n - 2n);
     await commit(gw, next.reservation.id, 1, 1);
+  });
+
+  it("a commit on the replica that reserved settles from its own copy, with the same answer as from Redis", async () => {
+    const counters = (t.app.services.enforcement as unknown as { o: { counters: { loadReservation: (...a: unknown[]) => unknown } } }).o.counters;
+    const spy = vi.spyOn(counters, "loadReservation");
+    try {
+      const a = await reserve(gw, { apiKey: key.secret, inputTokens: 100, maxOutputTokens: 500 });
+      const ca = await commit(gw, a.reservation.id, 100, 20);
+      expect(spy).not.toHaveBeenCalled(); // no read of the record before the settle script
+      // The replay (no local copy any more) reads Redis and answers the same figures and limits.
+      const again = await commit(gw, a.reservation.id, 100, 20);
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect(again.data.commit).toMatchObject({ ...ca.data.commit, replayed: true });
+      expect(ca.data.commit.limits.map((l: any) => l.dimension).sort()).toEqual(["DAILY_TOKENS", "MONTHLY_BUDGET"]);
+      expect(again.data.commit.limits.map((l: any) => [l.dimension, l.scope, l.limit]).sort()).toEqual(
+        ca.data.commit.limits.map((l: any) => [l.dimension, l.scope, l.limit]).sort(),
+      );
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it("release returns the holds once", async () => {
