@@ -7,7 +7,8 @@
     3+nq .. 2+nq+nb         token buckets the reservation drew on
     3+nq+nb .. 2+nq+nb+nc   concurrency zsets it occupies
   ARGV[1]: JSON { op: "commit"|"release"|"expire", rid, nq, b = [[dim, capacity]], nc,
-                  in, out, cost (actual figures, commit only), status }
+                  in, out, cost (actual figures, commit only), status,
+                  keep (ms a settled record stays for replays; later ones go to the archive) }
   Returns
     {"NOTFOUND"}
     commit:  {"APPLIED", late "0"|"1", quotaState} | {"REPLAY", in, out, cost, status, quotaState}
@@ -110,6 +111,7 @@ if a.op == 'commit' then
   local state = moveQuotas(d)
   redis.call('HSET', KEYS[1], 'st', 'C', 'ci', fmt(a['in']), 'co', fmt(a.out), 'cc', fmt(a.cost), 'cs', a.status,
     'late', late, 'done', fmt(now))
+  redis.call('PEXPIRE', KEYS[1], a.keep, 'LT')
   return {'APPLIED', late, state}
 end
 
@@ -125,6 +127,7 @@ if a.op == 'release' then
   returnSlots()
   adjustBuckets(0, 0)
   redis.call('HSET', KEYS[1], 'st', 'X', 'done', fmt(now))
+  redis.call('PEXPIRE', KEYS[1], a.keep, 'LT')
   return {'RELEASED'}
 end
 
@@ -133,4 +136,5 @@ if tonumber(rec[5]) > now then return {'NOOP', 'R'} end
 moveQuotas(returnHolds)
 returnSlots()
 redis.call('HSET', KEYS[1], 'st', 'E', 'done', fmt(now))
+redis.call('PEXPIRE', KEYS[1], a.keep, 'LT')
 return {'EXPIRED'}
