@@ -184,6 +184,81 @@ describe("usage rollups", () => {
     }
   });
 
+  it("a rebuild rewrites only the rollup rows that differ from the ledger, and removes rows with no ledger rows", async () => {
+    const db = t.app.services.db;
+    await insertLedger(db, randomLedgerRows(rand, 200, dims()));
+    await rollups.runIncremental();
+    await expectRollupsMatchLedger(null);
+    // The row version of every rollup row: a row the rebuild leaves alone keeps it.
+    const versions = async (table: "usage_daily" | "usage_monthly", period: "period_day" | "period_month") =>
+      Object.fromEntries(
+        (await rowsOf<{ k: string; v: string }>(db, sql`SELECT concat_ws('|', tenant_id, ${sql.raw(period)}, key_id, model, route) AS k, xmin::text AS v FROM ${sql.raw(table)}`)).map((r) => [r.k, r.v]),
+      );
+    const dailyBefore = await versions("usage_daily", "period_day");
+    const monthlyBefore = await versions("usage_monthly", "period_month");
+
+    // Damage: one wrong figure, one missing month, and rows for a key no ledger row has.
+    const [wrong] = await rowsOf<{ k: string }>(
+      db,
+      sql`UPDATE usage_daily SET output_tokens = output_tokens + 1
+          WHERE (tenant_id, period_day, key_id, model, route) = (SELECT tenant_id, period_day, key_id, model, route FROM usage_daily WHERE tenant_id = ${tenants[0]!} LIMIT 1)
+          RETURNING concat_ws('|', tenant_id, period_day, key_id, model, route) AS k`,
+    );
+    const [missing] = await rowsOf<{ k: string }>(
+      db,
+      sql`DELETE FROM usage_monthly WHERE (tenant_id, period_month, key_id, model, route) = (SELECT tenant_id, period_month, key_id, model, route FROM usage_monthly WHERE tenant_id = ${tenants[1]!} LIMIT 1)
+          RETURNING concat_ws('|', tenant_id, period_month, key_id, model, route) AS k`,
+    );
+    const stray = async (tenantId: string) => {
+      await db.execute(sql`INSERT INTO usage_daily (tenant_id, period_day, period_month, key_id, model, route, input_tokens, output_tokens, cost_nano, requests,
+                             failed_requests, cancelled_requests, overage_requests, expired_reservations)
+                           VALUES (${tenantId}, '2030-02-14', '2030-02', 'key_Z000000000000009', 'm-a', 'embeddings', 5, 5, 5, 1, 0, 0, 0, 0)`);
+      await db.execute(sql`INSERT INTO usage_monthly (tenant_id, period_month, key_id, model, route, input_tokens, output_tokens, cost_nano, requests,
+                             failed_requests, cancelled_requests, overage_requests, expired_reservations)
+                           VALUES (${tenantId}, '2030-02', 'key_Z000000000000009', 'm-a', 'embeddings', 5, 5, 5, 1, 0, 0, 0, 0)`);
+    };
+    await stray(tenants[0]!);
+    await stray(tenants[2]!);
+
+    // One tenant's rebuild repairs that tenant only: another tenant's stray rows stay.
+    await rollups.rebuild(tenants[0]!);
+    const strayKeys = (tenantId: string) => ({ day: `${tenantId}|2030-02-14|key_Z000000000000009|m-a|embeddings`, month: `${tenantId}|2030-02|key_Z000000000000009|m-a|embeddings` });
+    expect(await versions("usage_daily", "period_day")).not.toHaveProperty([strayKeys(tenants[0]!).day]);
+    expect(await versions("usage_monthly", "period_month")).not.toHaveProperty([strayKeys(tenants[0]!).month]);
+    expect(await versions("usage_daily", "period_day")).toHaveProperty([strayKeys(tenants[2]!).day]);
+
+    const r = await rollups.rebuild(null);
+    await expectRollupsMatchLedger(null);
+    expect(r.dailyRows).toBe(Object.keys(await ledgerDaily(db)).length);
+    expect(r.monthlyRows).toBe(Object.keys(await ledgerMonthly(db)).length);
+    // Only the damaged rows were written: every other row is the version the rollup wrote.
+    const dailyAfter = await versions("usage_daily", "period_day");
+    const monthlyAfter = await versions("usage_monthly", "period_month");
+    const changed = (before: Record<string, string>, after: Record<string, string>) => Object.keys(after).filter((k) => before[k] !== after[k]);
+    expect(changed(dailyBefore, dailyAfter)).toEqual([wrong!.k]);
+    expect(changed(monthlyBefore, monthlyAfter)).toEqual([missing!.k]);
+  });
+
+  it("writes a batch's events to the outbox in ledger order, ids of different lengths included", async () => {
+    const db = t.app.services.db;
+    await rollups.runIncremental();
+    const before = await maxLedgerId();
+    // Enough rows for the batch to run from ids of n digits to ids of n + 1 digits (e.g. 999 → 1000).
+    const nextPower = 10n ** BigInt(before.toString().length);
+    const rows = randomLedgerRows(rand, Number(nextPower - before) + 20, dims()).map((r) => (r.entry === "COMMIT" ? { ...r, overage: true } : r));
+    for (let i = 0; i < rows.length; i += 1_000) await insertLedger(db, rows.slice(i, i + 1_000));
+    const run = await rollups.runIncremental({ batchSize: rows.length });
+    expect(run.batches).toBe(1);
+    expect(run.events).toBe(rows.length);
+    const ledgerIds = (await outbox(db))
+      .filter((e) => e.type === "usage.overage" || e.type === "reservation.expired")
+      .map((e) => BigInt(e.payload.ledgerId as string))
+      .filter((id) => id > before);
+    expect(ledgerIds.length).toBe(rows.length);
+    expect(ledgerIds).toEqual([...ledgerIds].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    expect(ledgerIds.at(-1)).toBeGreaterThanOrEqual(nextPower);
+  });
+
   describe("usage over HTTP", () => {
     let billing: GraphQLClient;
     const USAGE = `query($tenantId: ID!, $from: DateTimeISO!, $to: DateTimeISO!, $groupBy: [UsageGroupBy!]) {

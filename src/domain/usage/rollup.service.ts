@@ -46,9 +46,15 @@ export interface RollupRun {
 export interface RollupServiceOptions {
   store: RollupStore;
   logger: Logger;
-  /** Ledger rows per transaction. */
+  /**
+   * Ledger rows per transaction (default 20,000). Larger batches fold more rows into each
+   * rollup row and pay the per-transaction costs less often; the bound is the transaction
+   * itself: it holds the cursor row (quota evaluations wait for it) for about 0.15 s with a
+   * day's traffic and 0.3–0.4 s when every row starts a new rollup row (2 shared cores), and
+   * hashes at most 20,000 groups (~12 MB, within the rollup's work_mem).
+   */
   batchSize?: number;
-  /** Batches per run; a backlog continues on the next run. */
+  /** Batches per run (default 50: 1,000,000 rows); a backlog continues on the next run. */
   maxBatches?: number;
 }
 
@@ -58,8 +64,8 @@ export class RollupService {
   private readonly maxBatches: number;
 
   constructor(private readonly o: RollupServiceOptions) {
-    this.batchSize = o.batchSize ?? 5_000;
-    this.maxBatches = o.maxBatches ?? 200;
+    this.batchSize = o.batchSize ?? 20_000;
+    this.maxBatches = o.maxBatches ?? 50;
   }
 
   async runIncremental(
