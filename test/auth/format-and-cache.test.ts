@@ -119,11 +119,12 @@ describe("InvalidatedCache", () => {
   });
 
   it("refreshes an entry in use ahead of its TTL: the read is served, one reload runs behind it", async () => {
-    const cache = new InvalidatedCache<string>({ ttlMs: 200, maxEntries: 10 });
+    let now = 0;
+    const cache = new InvalidatedCache<string>({ ttlMs: 1_000, maxEntries: 10, now: () => now });
     let loads = 0;
     const reload = deferred<string>();
     await cache.get("k", async () => `v${++loads}`);
-    await new Promise((r) => setTimeout(r, 160)); // past 3/4 of the TTL, before its end
+    now = 960; // past any jittered refresh point (at most 95 % of the TTL), before its end
     const load = () => (++loads, reload.promise);
     // Served from the cache at once (the pending reload does not hold it up), reloaded once.
     expect(await cache.get("k", load)).toBe("v1");
@@ -136,9 +137,10 @@ describe("InvalidatedCache", () => {
   });
 
   it("a background refresh that raced an invalidation is not cached either", async () => {
-    const cache = new InvalidatedCache<string>({ ttlMs: 200, maxEntries: 10 });
+    let now = 0;
+    const cache = new InvalidatedCache<string>({ ttlMs: 1_000, maxEntries: 10, now: () => now });
     await cache.get("k", async () => "ACTIVE");
-    await new Promise((r) => setTimeout(r, 160));
+    now = 960;
     const slow = deferred<string>();
     expect(await cache.get("k", () => slow.promise)).toBe("ACTIVE");
     cache.invalidate("k"); // revoked while the refresh reads the old row
@@ -163,7 +165,7 @@ describe("PolicyCache", () => {
     next.resolve(tenant("first"));
     expect((await first)!.name).toBe("first");
     next = deferred();
-    now = 760; // past any jittered refresh point (at most 3/4 of the TTL), within the TTL
+    now = 960; // past any jittered refresh point (at most 95 % of the TTL), within the TTL
     expect((await cache.tenant("t1"))!.name).toBe("first");
     expect((await cache.tenant("t1"))!.name).toBe("first");
     expect(loads).toBe(2); // one background reload, not one per read
@@ -173,11 +175,11 @@ describe("PolicyCache", () => {
 
     // A reload that fails keeps the old value until the TTL, and then the read waits for a load.
     next = deferred();
-    now += 760;
+    now += 960;
     expect((await cache.tenant("t1"))!.name).toBe("second");
     next.reject(new Error("postgres down"));
     await new Promise((r) => setTimeout(r, 0));
-    now += 300; // past the TTL of "second"
+    now += 100; // past the TTL of "second"
     next = deferred();
     const blocked = cache.tenant("t1");
     next.resolve(tenant("third"));

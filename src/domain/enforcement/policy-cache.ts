@@ -21,7 +21,7 @@ interface Entry<T> {
  * In-process cache of tiers, tenants and models so a reserve touches no Postgres in steady
  * state. Operator changes invalidate entries on every replica over pub/sub; the TTL is the
  * safety net that bounds staleness if a message is missed. Concurrent misses for one entry
- * share one load. An entry read after a jittered half to three quarters of the TTL is served
+ * share one load. An entry read after a jittered 80–95 % of the TTL is served
  * and reloaded in the background, so entries in use never expire under a request and entries
  * loaded together do not reload together; nothing is served older than the TTL.
  */
@@ -72,7 +72,7 @@ export class PolicyCache implements PolicyLoader {
   private loaded<T>(entry: Entry<T>, v: T | null): void {
     entry.value = v;
     entry.at = this.now();
-    entry.refreshAfter = this.opts.ttlMs * (0.5 + Math.random() * 0.25);
+    entry.refreshAfter = this.opts.ttlMs * (0.8 + Math.random() * 0.15);
   }
 
   /**
