@@ -1,4 +1,5 @@
 import cluster from "node:cluster";
+import v8 from "node:v8";
 import { loadConfig, ConfigError, type Config } from "./config/config.js";
 import { compose, type App } from "./compose.js";
 import { createLogger } from "./lib/logger.js";
@@ -18,6 +19,7 @@ try {
   throw e;
 }
 const logger = createLogger({ level: config.log.level });
+checkHeapLimit();
 
 /**
  * WEB_CONCURRENCY > 1: this process only supervises; that many workers (node:cluster) each
@@ -108,5 +110,23 @@ async function serve(): Promise<void> {
     // One readable line for the operator (e.g. "no redis-server on PATH …"), not a bare stack.
     logger.fatal({ err }, `startup failed: ${(err as Error).message}`);
     process.exit(1);
+  }
+}
+
+/**
+ * MAX_HEAP_MB only takes effect as node's --max-old-space-size (`npm start` and the Docker image
+ * pass it): V8 sizes its heap before any of this code runs. Say so when node was started
+ * without it, rather than let the setting silently do nothing.
+ */
+function checkHeapLimit(): void {
+  const limitMb = Math.round(v8.getHeapStatistics().heap_size_limit / 1_048_576);
+  const flagged = process.execArgv.some((a) => a.startsWith("--max-old-space-size")) || /--max-old-space-size/.test(process.env.NODE_OPTIONS ?? "");
+  if (!flagged) {
+    logger.warn(
+      { heapLimitMb: limitMb, maxHeapMb: config.runtime.maxHeapMb },
+      `node was started without --max-old-space-size: MAX_HEAP_MB=${config.runtime.maxHeapMb} is not applied (use npm start, or pass the flag)`,
+    );
+  } else if (cluster.isPrimary) {
+    logger.info({ heapLimitMb: limitMb }, "V8 heap limit");
   }
 }

@@ -62,6 +62,7 @@ describe("loadConfig", () => {
     const expected: Config = {
       env: "development",
       http: { host: "127.0.0.1", port: 4000, maxBodyBytes: 1_000_000, workers: 1 },
+      runtime: { maxHeapMb: 256 },
       log: { level: "info" },
       postgres: { url: null, poolSize: 10, dataDir: "./.data" },
       redis: { url: null, clusterNodes: [], keyPrefix: "", commandTimeoutMs: 100, dataDir: "./.data" },

@@ -31,6 +31,7 @@ const EnvSchema = z.object({
    * needs DATABASE_URL and REDIS_URL (or REDIS_CLUSTER_NODES): the embedded stores are one process's.
    */
   WEB_CONCURRENCY: int(1, 1, 64),
+  MAX_HEAP_MB: int(256, 64, 65_536),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 
   /** Absent: an embedded PGlite database under DATA_DIR. */
@@ -167,6 +168,8 @@ export interface Config {
   env: "development" | "production" | "test";
   /** `workers`: WEB_CONCURRENCY (main.ts forks that many when above 1). */
   http: { host: string; port: number; maxBodyBytes: number; workers: number };
+  /** `maxHeapMb`: MAX_HEAP_MB, given to node as --max-old-space-size by `npm start` and the image. */
+  runtime: { maxHeapMb: number };
   log: { level: string };
   postgres: { url: string | null; poolSize: number; dataDir: string };
   redis: { url: string | null; clusterNodes: string[]; keyPrefix: string; commandTimeoutMs: number; dataDir: string };
@@ -238,6 +241,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   return {
     env: e.NODE_ENV,
     http: { host: e.HOST, port: e.PORT, maxBodyBytes: e.MAX_BODY_BYTES, workers: e.WEB_CONCURRENCY },
+    runtime: { maxHeapMb: e.MAX_HEAP_MB },
     log: { level: e.LOG_LEVEL },
     postgres: { url: e.DATABASE_URL ?? null, poolSize: e.DATABASE_POOL_SIZE, dataDir: e.DATA_DIR },
     redis: {
