@@ -479,7 +479,7 @@ async function main() {
     const profileFlags = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`] : [];
     // The heap limit `npm start` and the Docker image give node (MAX_HEAP_MB): the service is
     // measured as it runs, and the floor the same way so the two stay comparable.
-    const heapFlags = [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`];
+    const heapFlags = [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
     const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...heapFlags, ...profileFlags]);
     const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () =>
       startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...heapFlags, ...profileFlags] : profileFlags);
