@@ -474,9 +474,14 @@ export class EnforcementService {
     });
   }
 
-  async commit(input: CommitRequest, actor: Actor, opts: { local?: boolean } = {}): Promise<CommitResult> {
+  async commit(input: CommitRequest, actor: Actor): Promise<CommitResult> {
     validateCommitRequest(input);
-    const { r, archived, redisDown, local } = await this.loadOwned(input.reservationId, actor, { local: opts.local ?? true });
+    return this.settleCommit(input, actor, true);
+  }
+
+  /** `tryLocal`: settle from this process's own copy of the reservation when it has one. */
+  private async settleCommit(input: CommitRequest, actor: Actor, tryLocal: boolean): Promise<CommitResult> {
+    const { r, archived, redisDown, local } = await this.loadOwned(input.reservationId, actor, { local: tryLocal });
     const costNano = BigInt(input.inputTokens) * r.inputNanoPerToken + BigInt(input.outputTokens) * r.outputNanoPerToken;
     const figures = { inputTokens: input.inputTokens, outputTokens: input.outputTokens, costNano, status: input.status };
     if (archived) {
@@ -509,7 +514,7 @@ export class EnforcementService {
     if (out === null) out = { kind: "applied", late: true, quotas: [] };
     // Settled from this process's own copy, but Redis no longer has the record (flushed, failed
     // over): the same commit again, the way that finds it in the archive.
-    if (out.kind === "notFound" && local) return this.commit(input, actor, { local: false });
+    if (out.kind === "notFound" && local) return this.settleCommit(input, actor, false);
     if (out.kind === "notFound") throw notFound("reservation", input.reservationId);
     if (out.kind === "conflict") {
       throw conflict(
