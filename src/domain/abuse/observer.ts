@@ -174,9 +174,9 @@ export class UsageObserver implements EnforcementObserver {
     }
     const errors: unknown[] = [];
     // A few tenants at a time, not all at once: the scripts share Redis (and its connection)
-    // with reserves, and a burst of hundreds of them once a second queued every reserve behind
-    // it (measured: the open-loop reserve p99 followed the flush). A handful in flight keeps
-    // the flush's own pipeline while a reserve waits behind at most that many scripts.
+    // with reserves, and a burst of hundreds of them once a second queued every reserve issued
+    // meanwhile behind all of them. A handful in flight keeps the flush pipelined while a
+    // reserve waits behind at most that many scripts.
     const pending = [...batches];
     let next = 0;
     const lane = async () => {
