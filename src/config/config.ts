@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { BreakerSettings } from "../domain/tenancy/types.js";
 
 /**
  * The service's settings: one typed object, read once at start by `loadConfig(env)` (the only
@@ -194,16 +195,8 @@ export interface Config {
     evaluateIntervalMs: number;
     flushIntervalMs: number;
     stateRefreshMs: number;
-    /** Same shape as a tier's breaker settings (src/domain/tenancy/types.ts BreakerSettings). */
-    globalBreaker: {
-      enabled: boolean;
-      multiplier: number;
-      windowSeconds: number;
-      minSpendNano: bigint;
-      cooldownSeconds: number;
-      halfOpenOneIn: number;
-      baselineSeconds: number;
-    };
+    /** The global breaker takes the same settings as a tier's. */
+    globalBreaker: BreakerSettings;
     authThrottle: { windowSeconds: number; maxFailuresPerSource: number; maxFailuresPerPrefix: number; blockSeconds: number };
   };
   ledger: { lingerMs: number; maxBatch: number };

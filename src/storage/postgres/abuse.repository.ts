@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { and, desc, eq, gte, lt, or, sql, type SQL } from "drizzle-orm";
 import type { Db } from "./db.js";
-import { anomalies, apiKeys, auditLog, decisionAudit } from "./schema/index.js";
+import { anomalies, apiKeys, decisionAudit } from "./schema/index.js";
 import { appendOutboxEvents } from "./outbox.repository.js";
+import { insertAudit, jsonSafe } from "./audit.repository.js";
 import type { AuditEntry, AuditFilter, AuditKind, AuditReader, AuditRecord, DecisionAuditGroup, DecisionAuditSink } from "../../domain/abuse/audit.js";
 import type { Anomaly } from "../../domain/abuse/anomaly.js";
 import type { AbuseRepository, AnomalyQuery } from "../../domain/abuse/ports.js";
@@ -11,11 +12,6 @@ import type { NewQuotaEvent } from "../../domain/events/types.js";
 type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 type Conn = Db | Tx;
 
-/** bigint as decimal strings, Dates as ISO: what JSON columns can hold exactly. */
-function jsonSafe(v: Record<string, unknown>): Record<string, unknown> {
-  return JSON.parse(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x)));
-}
-
 async function rowsOf<T>(conn: Conn, query: SQL): Promise<T[]> {
   return ((await conn.execute(query)) as unknown as { rows: T[] }).rows;
 }
@@ -23,18 +19,6 @@ async function rowsOf<T>(conn: Conn, query: SQL): Promise<T[]> {
 /** Through the outbox's own append (type, id and payload checks; the relay publishes it). */
 async function insertEvent(conn: Conn, e: NewQuotaEvent): Promise<void> {
   await appendOutboxEvents(conn, [e], new Date());
-}
-
-async function insertAudit(conn: Conn, e: AuditEntry): Promise<void> {
-  await conn.insert(auditLog).values({
-    actorKind: e.actor.kind,
-    actorId: e.actor.id,
-    tenantId: e.tenantId ?? null,
-    action: e.action,
-    targetType: e.targetType ?? null,
-    targetId: e.targetId ?? null,
-    details: jsonSafe(e.details ?? {}),
-  });
 }
 
 type AnomalyRow = typeof anomalies.$inferSelect;
