@@ -76,6 +76,38 @@ describe("embedded start (no DATABASE_URL, no REDIS_URL)", () => {
     expect(existsSync(pidFileOf(dataDir)), "redis-server stopped cleanly (it removes its pid file)").toBe(false);
   });
 
+  it("on the embedded database, a key reserves and commits and the usage shows the ledger row", async () => {
+    // The hot path's inserts (ledger group commit, reservation archive) send their column
+    // arrays straight to the driver: this runs them on PGlite as well as on node-postgres.
+    const { server } = await startAndQuery();
+    const admin = new GraphQLClient(server.url, BOOTSTRAP_TOKEN);
+    await admin.ok(`mutation { upsertModel(input: { name: "m-embedded", inputPriceUsdPerMTok: "1", outputPriceUsdPerMTok: "2", contextWindow: 8000 }) { name } }`);
+    const tier = await admin.ok(`mutation($in: CreateTierInput!) { createTier(input: $in) { id } }`, {
+      in: { name: "embedded", maxOutputTokens: 1000, defaultMaxOutputTokens: 100, maxInputTokens: 4000, tenantLimits: { dailyTokens: "100000" }, keyLimits: {} },
+    });
+    const tenant = await admin.ok(`mutation($t: ID!) { createTenant(input: { name: "E", tierId: $t }) { id } }`, { t: tier.createTier.id });
+    const tenantId = tenant.createTenant.id as string;
+    const key = await admin.ok(`mutation($t: ID!) { createApiKey(input: { tenantId: $t, name: "k" }) { secret } }`, { t: tenantId });
+    const cred = await admin.ok(`mutation { createCredential(input: { role: GATEWAY, name: "gw" }) { secret } }`);
+    const gw = new GraphQLClient(server.url, cred.createCredential.secret);
+    const r = await gw.ok(`mutation($i: CheckAndReserveInput!) { checkAndReserve(input: $i) { allowed reservation { id } } }`, {
+      i: { apiKey: key.createApiKey.secret, route: "chat.completions", model: "m-embedded", inputTokens: 120, maxOutputTokens: 50 },
+    });
+    expect(r.checkAndReserve.allowed).toBe(true);
+    const c = await gw.ok(`mutation($i: CommitInput!) { commit(input: $i) { costUsd replayed } }`, {
+      i: { reservationId: r.checkAndReserve.reservation.id, inputTokens: 120, outputTokens: 30 },
+    });
+    expect(c.commit).toEqual({ costUsd: "0.000180000", replayed: false });
+    const now = Date.now();
+    const u = await admin.ok(`query($t: ID!, $from: DateTimeISO!, $to: DateTimeISO!) { usage(tenantId: $t, from: $from, to: $to) { totals { inputTokens outputTokens requests } } }`, {
+      t: tenantId,
+      from: new Date(now - 2 * 86_400_000).toISOString(),
+      to: new Date(now + 2 * 86_400_000).toISOString(),
+    });
+    expect(u.usage.totals).toEqual({ inputTokens: "120", outputTokens: "30", requests: "1" });
+    expect(await server.kill("SIGTERM")).toBe(0);
+  });
+
   it("starts again on the same DATA_DIR, and drains once on a doubled SIGINT (Ctrl-C via group and tsx)", async () => {
     const { server, redisPid } = await startAndQuery();
     // Ctrl-C under `npm start` reaches node from the terminal and again from the tsx CLI,

@@ -25,6 +25,8 @@ const LEDGER_COLUMNS: Column<Pending>[] = [
   { name: "reserved_at", type: "timestamptz", value: (p) => p.entry.reservedAt },
 ];
 
+const insertLedgerRows = unnestInsert("usage_ledger", LEDGER_COLUMNS, "ON CONFLICT (reservation_id, entry) DO NOTHING");
+
 interface Pending {
   entry: LedgerEntry;
   resolve: () => void;
@@ -96,7 +98,7 @@ export class PostgresLedgerWriter implements LedgerWriter {
   }
 
   private async write(batch: Pending[]): Promise<void> {
-    await this.db.execute(unnestInsert("usage_ledger", LEDGER_COLUMNS, batch, "ON CONFLICT (reservation_id, entry) DO NOTHING"));
+    await insertLedgerRows(this.db, batch);
   }
 
   async totals(q: { tenantId: string; keyId: string | null; period: { day: string } | { month: string } }) {

@@ -28,6 +28,8 @@ const COLUMNS: Column<Row>[] = [
   { name: "expires_at", type: "timestamptz", value: (r) => r.expiresAt },
 ];
 
+const insertRows = unnestInsert("reservations", COLUMNS, "ON CONFLICT (id) DO NOTHING");
+
 function toRow(r: ArchivedReservation): Row {
   return {
     id: r.id,
@@ -86,7 +88,7 @@ export class PostgresReservationArchive implements ReservationArchive {
         const batch = this.buffer.splice(0, this.opts.maxBatch);
         for (let attempt = 1; ; attempt++) {
           try {
-            await this.db.execute(unnestInsert("reservations", COLUMNS, batch, "ON CONFLICT (id) DO NOTHING"));
+            await insertRows(this.db, batch);
             break;
           } catch (err) {
             if (attempt >= 3) {
