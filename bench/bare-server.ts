@@ -14,11 +14,14 @@ import type { Actor } from "../src/domain/tenancy/types.js";
  *   peer   rate-limiter-flexible's RateLimiterRedis: reserve = consume(key, tokens), commit =
  *          reward(key, unused tokens). One dimension, no key check, no ledger: what a popular
  *          general-purpose limiter costs per pair on the same machine and Redis.
+ *   null   answers every reserve and commit at once with a fixed body: no Redis, no Postgres.
+ *          Not a limiter; it measures the load generator, the loopback and node:http themselves,
+ *          the part of every open-loop latency figure that no server can remove.
  *
  * Settings come from the same environment as the service. Prints {"port":N} once listening.
  */
 const mode = process.argv[2];
-if (mode !== "floor" && mode !== "peer") throw new Error("usage: bare-server.ts floor|peer");
+if (mode !== "floor" && mode !== "peer" && mode !== "null") throw new Error("usage: bare-server.ts floor|peer|null");
 
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -128,7 +131,17 @@ async function peerHandler(): Promise<(req: http.IncomingMessage, res: http.Serv
   };
 }
 
-const handle = mode === "floor" ? await floorHandler() : await peerHandler();
+function nullHandler(): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> {
+  const reserved = JSON.stringify({ allowed: true, reservation: { id: "res_null" } });
+  const committed = JSON.stringify({ reservationId: "res_null" });
+  process.on("SIGTERM", () => process.exit(0));
+  return async (req, res) => {
+    await readBody(req);
+    send(res, 200, req.url === "/reserve" ? reserved : committed);
+  };
+}
+
+const handle = mode === "floor" ? await floorHandler() : mode === "peer" ? await peerHandler() : nullHandler();
 const server = http.createServer((req, res) => {
   handle(req, res).catch((err) => {
     console.error(err);

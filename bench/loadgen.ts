@@ -1,5 +1,5 @@
 import http from "node:http";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { keyPicker, post, summarize, type HttpTarget, type LatencySummary } from "./lib.js";
 
 /**
@@ -29,6 +29,8 @@ export interface LoadSpec {
    * counters from the ledger, which a long-running service did long ago. Once per target.
    */
   prime: boolean;
+  /** Open loop: also write every recorded reserve as `scheduled-ms latency-ms send-lag-ms` lines here. */
+  traceFile?: string;
 }
 
 export interface LoadResult {
@@ -89,6 +91,7 @@ async function main() {
   const reserveLat: number[] = [];
   const commitLat: number[] = [];
   const sendLag: number[] = [];
+  const trace: string[] = [];
   let pairs = 0;
   let denied = 0;
   let errors = 0;
@@ -100,14 +103,18 @@ async function main() {
 
   /** One reserve + commit; `startedAt` is when the reserve should have started. */
   async function pair(startedAt: number): Promise<void> {
-    if (recording && spec.mode === "open") sendLag.push(performance.now() - startedAt);
+    const lag = performance.now() - startedAt;
+    if (recording && spec.mode === "open") sendLag.push(lag);
     const r = await post(target, reservePath, reserveBodies[pick()]!, headers);
     const reserved = performance.now();
     if (r.status !== 200) return fail(`reserve HTTP ${r.status}: ${r.text}`);
     const body = JSON.parse(r.text);
     const d = graphql ? body.data?.checkAndReserve : body;
     if (!d) return fail(`reserve: ${r.text}`);
-    if (recording) reserveLat.push(reserved - startedAt);
+    if (recording) {
+      reserveLat.push(reserved - startedAt);
+      if (spec.traceFile) trace.push(`${startedAt.toFixed(2)} ${(reserved - startedAt).toFixed(2)} ${lag.toFixed(2)}`);
+    }
     if (!d.allowed) {
       denied++;
       return;
@@ -188,6 +195,7 @@ async function main() {
     measuredTo = performance.now();
   }
   target.agent.destroy();
+  if (spec.traceFile) writeFileSync(spec.traceFile, trace.join("\n") + "\n");
   const seconds = (measuredTo - measuredFrom) / 1000;
   const result: LoadResult = {
     pairs,

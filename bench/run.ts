@@ -145,6 +145,43 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   return r;
 }
 
+/**
+ * Redis's own slow log over a phase: commands that took at least `slowlog-log-slower-than`
+ * (10 ms by default) inside Redis. A reserve or settle script does its work in tens of
+ * microseconds, so an entry there is Redis itself held up (descheduled on the shared cores), a
+ * stall every client of that Redis sees, whatever it is written in. Single Redis only.
+ */
+interface RedisStalls {
+  count: number;
+  maxMs: number;
+  thresholdMs: number | null;
+}
+
+async function redisSlowlogSince(sinceUnixSec: number): Promise<RedisStalls | null> {
+  const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    const entries = (await r.call("SLOWLOG", "GET", "1000")) as Array<[number, number, number, ...unknown[]]>;
+    const threshold = await r.call("CONFIG", "GET", "slowlog-log-slower-than").then(
+      (v) => Number((v as string[])[1]) / 1000,
+      () => null,
+    );
+    const inPhase = entries.filter((e) => Number(e[1]) >= sinceUnixSec);
+    return { count: inPhase.length, maxMs: inPhase.reduce((m, e) => Math.max(m, Number(e[2]) / 1000), 0), thresholdMs: threshold };
+  } catch {
+    return null;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** One open-loop phase at `rate` pairs/s, with Redis's slow log over the same seconds. */
+async function openPhase(spec: Pick<LoadSpec, "kind" | "url" | "token" | "keysFile">, rate: number) {
+  const since = Math.floor(Date.now() / 1000);
+  const r = await runLoad({ ...spec, dist: "uniform", mode: "open", concurrency: 0, rate, durationMs: PHASE_MS, warmupMs: WARMUP_MS, prime: false });
+  return { r, redisStalls: await redisSlowlogSince(since) };
+}
+
 // ── /metrics: the service's own commit → durable histogram ──────────────────────────────────
 
 type Buckets = Map<number, number>;
@@ -195,7 +232,9 @@ interface ClosedRow {
 
 interface Report {
   closed: ClosedRow[];
-  open: Array<{ percent: number; rate: number; r: LoadResult }>;
+  open: Array<{ percent: number; rate: number; r: LoadResult; redisStalls: RedisStalls | null }>;
+  /** The floor and the null server in open loop at the service's rates (same percent keys). */
+  openBaselines: Array<{ label: "floor" | "null"; percent: number; rate: number; r: LoadResult; redisStalls: RedisStalls | null }>;
   durableLag: { p50: number; p99: number; batches: number } | null;
   /** The same histogram over the open-loop phase at 50 % of the maximum. */
   durableLagOpen: { p50: number; p99: number; batches: number } | null;
@@ -207,7 +246,7 @@ interface Report {
   notes: string[];
 }
 
-const report: Report = { closed: [], open: [], durableLag: null, durableLagOpen: null, ledger: null, rollup: null, rollupNote: null, rss: [], cluster: [], notes: [] };
+const report: Report = { closed: [], open: [], openBaselines: [], durableLag: null, durableLagOpen: null, ledger: null, rollup: null, rollupNote: null, rss: [], cluster: [], notes: [] };
 
 function closedSpec(kind: LoadSpec["kind"], url: string, token: string, keysFile: string, dist: LoadSpec["dist"], prime = false): LoadSpec {
   return { kind, url, token, keysFile, dist, mode: "closed", concurrency: CONCURRENCY, rate: 0, durationMs: PHASE_MS, warmupMs: WARMUP_MS, prime };
@@ -330,8 +369,12 @@ async function rollupCost(databaseUrl: string): Promise<void> {
   const keys = ((await db.execute(sql`SELECT id, tenant_id FROM api_keys`)) as unknown as { rows: Array<{ id: string; tenant_id: string }> }).rows;
   const day = new Date().toISOString().slice(0, 10);
   let generated = 0;
-  /** n ledger rows over the seeded keys, 3 models, 2 routes and the last 28 days. */
-  const generate = async (n: number) => {
+  /**
+   * n ledger rows over the seeded keys, 3 models and 2 routes, on `days` consecutive days
+   * ending `back` days before today: row g goes to key g mod 5,000, model g mod 3, route g mod 2
+   * and day g mod `days`, so one day holds 15,000 key × model × route series.
+   */
+  const generate = async (n: number, shape: { days: number; back: number } = { days: 28, back: 0 }) => {
     const CHUNK = 250_000;
     for (let done = 0; done < n; done += CHUNK) {
       const m = Math.min(CHUNK, n - done);
@@ -343,18 +386,34 @@ async function rollupCost(databaseUrl: string): Promise<void> {
                CASE WHEN g % 2 = 0 THEN 'chat.completions' ELSE 'embeddings' END,
                'model-' || (g % 3), CASE WHEN g % 50 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END,
                200 + g % 100, 150 + g % 50, 200, 300, 500000 + g % 1000, false,
-               to_char(${day}::date - (g % 28), 'YYYY-MM-DD'), to_char(${day}::date - (g % 28), 'YYYY-MM'), now()
+               to_char(${day}::date - ${shape.back}::int - (g % ${shape.days}::int), 'YYYY-MM-DD'),
+               to_char(${day}::date - ${shape.back}::int - (g % ${shape.days}::int), 'YYYY-MM'), now()
         FROM generate_series(1, ${m}) g JOIN k ON k.i = g % ${keys.length}`);
       generated += m;
     }
   };
-  // Catch up with whatever the earlier phases wrote, so the next run rolls only the new rows.
+  const timedIncremental = async () => {
+    await db.execute(sql`CHECKPOINT`); // the same start for every measurement: no dirty pages of the generator's left
+    const t0 = performance.now();
+    const run = await rollups.runIncremental();
+    return { rows: run.rows, ms: performance.now() - t0 };
+  };
+  // Catch up with whatever the earlier phases wrote, so each run below rolls only its new rows.
   await rollups.runIncremental();
-  await generate(ROLLUP_INCREMENT);
-  let t = performance.now();
-  const inc = await rollups.runIncremental();
-  const incMs = performance.now() - t;
-  log(`rollup incremental: ${inc.rows} rows in ${incMs.toFixed(0)} ms`);
+  // Steady state: the job runs every 5 s through the day, so today's series already have their
+  // rollup rows and a batch adds to them. 100,000 rows of today's traffic are rolled first
+  // (untimed, as earlier runs of the day would have), then 100,000 more are timed.
+  const today = { days: 1, back: 0 };
+  await generate(ROLLUP_INCREMENT, today);
+  await rollups.runIncremental();
+  await generate(ROLLUP_INCREMENT, today);
+  const steady = await timedIncremental();
+  log(`rollup incremental, a day's traffic: ${steady.rows} rows in ${steady.ms.toFixed(0)} ms`);
+  // Worst case: every ledger row starts a new rollup row (a backfill of 28 days that have no
+  // rollups yet, 100 to 127 days back): the batch inserts 100,000 daily rows.
+  await generate(ROLLUP_INCREMENT, { days: 28, back: 100 });
+  const worst = await timedIncremental();
+  log(`rollup incremental, every row a new rollup row: ${worst.rows} rows in ${worst.ms.toFixed(0)} ms`);
   const existing = Number(((await db.execute(sql`SELECT count(*)::bigint AS n FROM usage_ledger`)) as unknown as { rows: Array<{ n: string }> }).rows[0]!.n);
   const more = Math.max(0, ROLLUP_FULL_ROWS - existing);
   log(`rollup: generating ${fmtInt(more)} more ledger rows (load ${load1()})`);
@@ -362,7 +421,7 @@ async function rollupCost(databaseUrl: string): Promise<void> {
   await rollups.runIncremental();
   await db.execute(sql`ANALYZE usage_ledger`);
   const total = Number(((await db.execute(sql`SELECT count(*)::bigint AS n FROM usage_ledger`)) as unknown as { rows: Array<{ n: string }> }).rows[0]!.n);
-  t = performance.now();
+  let t = performance.now();
   const full = await rollups.rebuild(null);
   const fullMs = performance.now() - t;
   // The same aggregations, read only: what Postgres needs for the GROUP BYs themselves. Same
@@ -396,7 +455,8 @@ async function rollupCost(databaseUrl: string): Promise<void> {
   await rollups.rebuild(null);
   const emptyMs = performance.now() - t;
   report.rollup = [
-    ["incremental rollup", `${fmtInt(inc.rows)} new rows`, `${fmtInt(incMs)} ms`, `${(incMs / (inc.rows / 100_000)).toFixed(0)} ms per 100k rows`],
+    ["incremental, a day's traffic", `${fmtInt(steady.rows)} new rows`, `${fmtInt(steady.ms)} ms`, `${(steady.ms / (steady.rows / 100_000)).toFixed(0)} ms per 100k rows (15,000 series, rows exist)`],
+    ["incremental, worst case", `${fmtInt(worst.rows)} new rows`, `${fmtInt(worst.ms)} ms`, `${(worst.ms / (worst.rows / 100_000)).toFixed(0)} ms per 100k rows (each a new rollup row)`],
     ["full rebuild (daily + monthly)", `${fmtInt(total)} rows`, `${fmtInt(fullMs)} ms`, `${fmtInt(full.dailyRows)} daily + ${fmtInt(full.monthlyRows)} monthly rows`],
     ["full rebuild from empty rollups", `${fmtInt(total)} rows`, `${fmtInt(emptyMs)} ms`, `÷ GROUP BY = ${(emptyMs / plainMs).toFixed(2)}; ÷ daily GROUP BY = ${(emptyMs / dailyMs).toFixed(2)}`],
     ["plain GROUP BY (same two)", `${fmtInt(total)} rows`, `${fmtInt(plainMs)} ms`, `rebuild ÷ GROUP BY = ${(fullMs / plainMs).toFixed(2)}`],
@@ -481,7 +541,7 @@ async function main() {
     // measured as it runs, and the floor the same way so the two stay comparable.
     const heapFlags = [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
     const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...heapFlags, ...profileFlags]);
-    const startBare = (mode: "floor" | "peer", env: Record<string, string>) => () =>
+    const startBare = (mode: "floor" | "peer" | "null", env: Record<string, string>) => () =>
       startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...heapFlags, ...profileFlags] : profileFlags);
 
     let serviceMax = 0;
@@ -495,19 +555,40 @@ async function main() {
           for (const percent of [25, 50, 75]) {
             const rate = Math.max(1, Math.round((serviceMax * percent) / 100));
             const before = percent === 50 ? await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds") : null;
-            const r = await runLoad({ kind: "graphql", url: `http://127.0.0.1:${proc.port}/graphql`, token: gatewayToken, keysFile, dist: "uniform", mode: "open", concurrency: 0, rate, durationMs: PHASE_MS, warmupMs: WARMUP_MS, prime: false });
+            const { r, redisStalls } = await openPhase({ kind: "graphql", url: `http://127.0.0.1:${proc.port}/graphql`, token: gatewayToken, keysFile }, rate);
             log(`open loop ${percent}% = ${rate} pairs/s: reserve p99 ${fmtMs(r.reserve.p99)} ms (load ${load1()})`);
             if (before) {
               const after = await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds");
               report.durableLagOpen = { p50: bucketPercentile(before, after, 50), p99: bucketPercentile(before, after, 99), batches: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0) };
             }
-            report.open.push({ percent, rate, r });
+            report.open.push({ percent, rate, r, redisStalls });
           }
         },
       });
       report.closed.push(row);
     }
-    if (want("floor")) report.closed.push(await measureTarget("floor (same path, bare node:http)", startBare("floor", baseEnv), "bare", "/", gatewayToken, keysFile, { zipf: true }));
+    // The baselines at the service's open-loop rates: how much of its latency is the service's.
+    const openBaselines = (label: "floor" | "null") => async (proc: Proc) => {
+      for (const { percent, rate } of report.open) {
+        const { r, redisStalls } = await openPhase({ kind: "bare", url: `http://127.0.0.1:${proc.port}/`, token: gatewayToken, keysFile }, rate);
+        log(`${label}, open loop at ${rate} pairs/s: reserve p99 ${fmtMs(r.reserve.p99)} ms (load ${load1()})`);
+        report.openBaselines.push({ label, percent, rate, r, redisStalls });
+      }
+    };
+    if (want("floor")) {
+      report.closed.push(
+        await measureTarget("floor (same path, bare node:http)", startBare("floor", baseEnv), "bare", "/", gatewayToken, keysFile, { zipf: true, after: openBaselines("floor") }),
+      );
+    }
+    if (want("open") && report.open.length) {
+      log(`null server (no Redis, no Postgres): starting (load ${load1()})`);
+      const nul = await startBare("null", baseEnv)();
+      try {
+        await openBaselines("null")(nul);
+      } finally {
+        await nul.stop();
+      }
+    }
     if (want("peer")) report.closed.push(await measureTarget("peer (rate-limiter-flexible)", startBare("peer", baseEnv), "bare", "/", gatewayToken, keysFile, { zipf: true }));
     if (args.cluster) {
       const svc = report.closed.find((r) => r.label.startsWith("service"));
@@ -559,6 +640,36 @@ function print(elapsedMs: number) {
       ),
     );
     out.push("(target: reserve p99 ≤ 5 ms at 50 %)");
+    if (report.openBaselines.length) {
+      const base = (label: string, percent: number) => report.openBaselines.find((b) => b.label === label && b.percent === percent);
+      const stalls = (x: RedisStalls | null | undefined) => (x ? (x.count ? `${x.count} (max ${fmtMs(x.maxMs)} ms)` : "0") : "–");
+      out.push("");
+      out.push(
+        table(
+          ["same rates, reserve ms (CO-corrected)", "pairs/s", "service p50", "p99", "floor p50", "p99", "null p50", "p99", "added p50 (service − floor)", "Redis stalls: service / floor"],
+          report.open.map(({ percent, rate, r, redisStalls }) => {
+            const f = base("floor", percent);
+            const n = base("null", percent);
+            return [
+              `${percent} % of max`,
+              fmtInt(rate),
+              fmtMs(r.reserve.p50),
+              fmtMs(r.reserve.p99),
+              f ? fmtMs(f.r.reserve.p50) : "–",
+              f ? fmtMs(f.r.reserve.p99) : "–",
+              n ? fmtMs(n.r.reserve.p50) : "–",
+              n ? fmtMs(n.r.reserve.p99) : "–",
+              f ? fmtMs(r.reserve.p50 - f.r.reserve.p50) : "–",
+              `${stalls(redisStalls)} / ${stalls(f?.redisStalls)}`,
+            ];
+          }),
+        ),
+      );
+      const threshold = [...report.open, ...report.openBaselines].find((x) => x.redisStalls?.thresholdMs != null)?.redisStalls?.thresholdMs;
+      out.push(
+        `(floor: the same enforcement path without GraphQL; null: a server that answers at once, i.e. the load generator and loopback alone; Redis stalls: commands its slow log timed at ≥ ${threshold ?? "?"} ms inside Redis during the phase; target: added p50 < 1 ms)`,
+      );
+    }
     const lag = report.open.map(({ percent, r }) => (r.sendLag ? `${percent} %: p50 ${fmtMs(r.sendLag.p50)}, p99 ${fmtMs(r.sendLag.p99)} ms` : null)).filter(Boolean);
     if (lag.length) out.push(`of which the load generator's own send lag (scheduled → sent): ${lag.join("; ")}`);
   }
