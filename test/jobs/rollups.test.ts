@@ -259,6 +259,45 @@ describe("usage rollups", () => {
     expect(ledgerIds.at(-1)).toBeGreaterThanOrEqual(nextPower);
   });
 
+  it("writes new rollup rows without ON CONFLICT, and a batch whose sample missed an existing key again with it", async () => {
+    const db = t.app.services.db;
+    await rollups.runIncremental();
+    const logged: string[] = [];
+    const logger = Object.create(t.app.logger) as typeof t.app.logger;
+    logger.debug = ((_: unknown, msg?: string) => void logged.push(String(msg))) as typeof logger.debug;
+    const service = new RollupService({ store: new PostgresRollupStore(db, { logger }), logger });
+    const again = "rollup batch written again with ON CONFLICT: a key outside the sample had a row";
+    const spec = (model: string, periodDay: string): LedgerSpec => ({
+      tenantId: tenants[0]!,
+      keyId: "key_A000000000000001",
+      model,
+      route: "embeddings",
+      entry: "COMMIT",
+      status: "SUCCEEDED",
+      inputTokens: 3n,
+      outputTokens: 5n,
+      reservedInputTokens: 3n,
+      reservedOutputTokens: 5n,
+      costNano: 7n,
+      overage: false,
+      periodDay,
+    });
+    // A batch of new series only: written without ON CONFLICT, once.
+    await insertLedger(db, Array.from({ length: 100 }, (_, i) => spec(`m-new-${i}`, "2030-05-10")));
+    expect((await service.runIncremental()).batches).toBe(1);
+    expect(logged).not.toContain(again);
+    await expectRollupsMatchLedger(null);
+    // 200 new series and, as the batch's second row, one with daily and monthly rows: the sample
+    // (the batch's rows 1, 5, 9, …) misses it, the plain INSERT meets its key and the batch is
+    // written again with ON CONFLICT, adding to the existing rows.
+    const rows = Array.from({ length: 200 }, (_, i) => spec(`m-more-${i}`, "2030-05-11"));
+    rows.splice(1, 0, spec("m-new-0", "2030-05-10"));
+    await insertLedger(db, rows);
+    expect((await service.runIncremental()).batches).toBe(1);
+    expect(logged).toContain(again);
+    await expectRollupsMatchLedger(null);
+  });
+
   describe("usage over HTTP", () => {
     let billing: GraphQLClient;
     const USAGE = `query($tenantId: ID!, $from: DateTimeISO!, $to: DateTimeISO!, $groupBy: [UsageGroupBy!]) {

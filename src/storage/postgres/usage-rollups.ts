@@ -42,6 +42,16 @@ const DAILY_KEY = sql.raw("tenant_id, period_day, key_id, model, route");
 const MONTHLY_KEY = sql.raw("tenant_id, period_month, key_id, model, route");
 /** ON CONFLICT: add the batch's deltas to the row (`u` is the target alias). */
 const ADD_DELTAS = sql.raw(`${FIGURES.split(", ").map((f) => `${f} = u.${f} + excluded.${f}`).join(", ")}, updated_at = excluded.updated_at`);
+const DAILY_UPSERT = sql`ON CONFLICT (${DAILY_KEY}) DO UPDATE SET ${ADD_DELTAS}`;
+const MONTHLY_UPSERT = sql`ON CONFLICT (${MONTHLY_KEY}) DO UPDATE SET ${ADD_DELTAS}`;
+/**
+ * Ledger rows of a batch looked up in the rollup tables before it is written (see rollBatch):
+ * ids spread evenly over the batch's range, so a day's traffic, whose series mostly have their
+ * rows already, is found to have some at the first few.
+ */
+const ROLLUP_PROBE_ROWS = 64;
+/** The savepoint a batch that inserts without ON CONFLICT rolls back to when a key exists after all. */
+const PLAIN_INSERT_SAVEPOINT = "rollup_plain_insert";
 
 /**
  * Memory for the rollup's aggregations and joins (hash tables of one entry per tenant, day, key,
@@ -125,14 +135,41 @@ export class PostgresRollupStore implements RollupStore {
         return { fromId: w, toId: h, rows: 0, tenants: [], events: 0 };
       }
       const range = sql`id > ${w.toString()}::bigint AND id <= ${bounds.to_id}::bigint`;
+      const toId = BigInt(bounds.to_id);
       await tx.execute(sql.raw(`SET LOCAL work_mem = '${ROLLUP_WORK_MEM}'`));
-      // One statement: the batch's rows are aggregated once, per day, and the months are the
-      // sums of those days. Both upserts go in primary-key order, so the index is filled page by
-      // page rather than at random places (100,000 upserts alone: 0.6 s instead of 1.3 s) and
-      // rows are locked in one fixed order.
-      const [agg] = await rowsOf<{ tenants: string[] | null; events: Array<Record<string, unknown>> | null }>(
+      // A batch whose rows all start new rollup rows (a backfill, a catch-up over days not rolled
+      // up yet, the first batches of a day) is cheaper to write with plain INSERTs: ON CONFLICT
+      // looks each key up in the index, inserts the heap row as speculative, looks the key up
+      // again to insert the index entry, then confirms the row (a third WAL record); a plain
+      // INSERT descends the index once. Measured on 20,000 new daily rows: 160 → 100 ms; the
+      // batch's statement 380 → 270 ms; the benchmark's worst case (every row a new rollup row)
+      // 2,100 → 1,800 ms per 100,000 rows. A sample of the batch's keys says, per table, whether
+      // any of them has a row already; if none does, that table is written without ON CONFLICT
+      // and, should a key the sample missed exist after all (unique violation), the statement
+      // is rolled back to a savepoint and run again with ON CONFLICT for both. Nothing else
+      // writes the rollup tables without first taking the cursor row held here, so no key
+      // appears between the look-up and the insert.
+      const step = (toId - w + BigInt(ROLLUP_PROBE_ROWS) - 1n) / BigInt(ROLLUP_PROBE_ROWS);
+      const [probe] = await rowsOf<{ daily: boolean; monthly: boolean }>(
         tx,
         sql`
+        WITH s AS MATERIALIZED (
+          SELECT tenant_id, period_day, period_month, key_id, model, route FROM usage_ledger
+          WHERE id IN (SELECT generate_series(${(w + 1n).toString()}::bigint, ${toId.toString()}::bigint, ${step.toString()}::bigint))
+        )
+        SELECT EXISTS (SELECT FROM s, LATERAL (SELECT FROM usage_daily u WHERE u.tenant_id = s.tenant_id AND u.period_day = s.period_day
+                         AND u.key_id = s.key_id AND u.model = s.model AND u.route = s.route LIMIT 1) x) AS daily,
+               EXISTS (SELECT FROM s, LATERAL (SELECT FROM usage_monthly u WHERE u.tenant_id = s.tenant_id AND u.period_month = s.period_month
+                         AND u.key_id = s.key_id AND u.model = s.model AND u.route = s.route LIMIT 1) x) AS monthly`,
+      );
+      // One statement: the batch's rows are aggregated once, per day, and the months are the
+      // sums of those days. Both writes go in primary-key order, so the index is filled page by
+      // page rather than at random places (100,000 upserts alone: 0.6 s instead of 1.3 s) and
+      // rows are locked in one fixed order.
+      const write = (dailyUpsert: boolean, monthlyUpsert: boolean) =>
+        rowsOf<{ tenants: string[] | null; events: Array<Record<string, unknown>> | null }>(
+          tx,
+          sql`
         WITH days AS MATERIALIZED (
           SELECT tenant_id, period_day, period_month, key_id, model, route, ${LEDGER_SUMS}
           FROM usage_ledger WHERE ${range} GROUP BY tenant_id, period_day, period_month, key_id, model, route
@@ -140,12 +177,12 @@ export class PostgresRollupStore implements RollupStore {
           INSERT INTO usage_daily AS u (tenant_id, period_day, period_month, key_id, model, route, ${FIGURE_COLUMNS}, updated_at)
           SELECT tenant_id, period_day, period_month, key_id, model, route, ${FIGURE_COLUMNS}, now()
           FROM days ORDER BY ${DAILY_KEY}
-          ON CONFLICT (${DAILY_KEY}) DO UPDATE SET ${ADD_DELTAS}
+          ${dailyUpsert ? DAILY_UPSERT : sql``}
         ), monthly AS (
           INSERT INTO usage_monthly AS u (tenant_id, period_month, key_id, model, route, ${FIGURE_COLUMNS}, updated_at)
           SELECT tenant_id, period_month, key_id, model, route, ${DAILY_SUMS}, now()
           FROM days GROUP BY ${MONTHLY_KEY} ORDER BY ${MONTHLY_KEY}
-          ON CONFLICT (${MONTHLY_KEY}) DO UPDATE SET ${ADD_DELTAS}
+          ${monthlyUpsert ? MONTHLY_UPSERT : sql``}
         )
         SELECT (SELECT json_agg(tenant_id) FROM (SELECT DISTINCT tenant_id FROM days) t) AS tenants,
                -- Events that follow from single ledger rows, written with the rollup of those rows.
@@ -157,8 +194,22 @@ export class PostgresRollupStore implements RollupStore {
                          'cost_nano', cost_nano::text, 'overage', overage, 'period_day', period_day, 'period_month', period_month,
                          'reserved_at', reserved_at, 'recorded_at', recorded_at) ORDER BY id)
                   FROM usage_ledger WHERE ${range} AND (overage OR entry = 'EXPIRY')) AS events`,
-      );
-      const toId = BigInt(bounds.to_id);
+        );
+      let agg: Awaited<ReturnType<typeof write>>[number] | undefined;
+      if (probe!.daily && probe!.monthly) [agg] = await write(true, true);
+      else {
+        await tx.execute(sql.raw(`SAVEPOINT ${PLAIN_INSERT_SAVEPOINT}`));
+        try {
+          [agg] = await write(probe!.daily, probe!.monthly);
+          await tx.execute(sql.raw(`RELEASE SAVEPOINT ${PLAIN_INSERT_SAVEPOINT}`));
+        } catch (err) {
+          // 23505 unique_violation: a key outside the sample has its rollup row already.
+          if (pgCode(err) !== "23505") throw err;
+          await tx.execute(sql.raw(`ROLLBACK TO SAVEPOINT ${PLAIN_INSERT_SAVEPOINT}`));
+          this.opts.logger.debug({ fromId: w.toString(), toId: toId.toString() }, "rollup batch written again with ON CONFLICT: a key outside the sample had a row");
+          [agg] = await write(true, true);
+        }
+      }
       const n = bounds.n;
       const events = (agg?.events ?? []).map(toLedgerEventRow).map((r) => (r.entry === "EXPIRY" ? reservationExpired(r) : usageOverage(r)));
       await insertOutboxEvents(tx, events);
