@@ -298,6 +298,19 @@ describe("usage rollups", () => {
     await expectRollupsMatchLedger(null);
   });
 
+  it("refuses a batch of no rows instead of moving the watermark past rows it did not roll", async () => {
+    const db = t.app.services.db;
+    await rollups.runIncremental();
+    await insertLedger(db, [
+      { tenantId: tenants[1]!, keyId: "key_B000000000000002", model: "m-a", route: "embeddings", entry: "COMMIT", status: "SUCCEEDED", inputTokens: 1n, outputTokens: 1n, reservedInputTokens: 1n, reservedOutputTokens: 1n, costNano: 1n, overage: false, periodDay: "2030-06-01" },
+    ]);
+    const before = await rowsOf<{ w: string }>(db, sql`SELECT watermark::text AS w FROM usage_rollup_state`);
+    await expect(rollups.runIncremental({ batchSize: 0 })).rejects.toThrow(/positive integer/);
+    expect(await rowsOf<{ w: string }>(db, sql`SELECT watermark::text AS w FROM usage_rollup_state`)).toEqual(before);
+    await rollups.runIncremental();
+    await expectRollupsMatchLedger(null);
+  });
+
   describe("usage over HTTP", () => {
     let billing: GraphQLClient;
     const USAGE = `query($tenantId: ID!, $from: DateTimeISO!, $to: DateTimeISO!, $groupBy: [UsageGroupBy!]) {

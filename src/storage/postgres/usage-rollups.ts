@@ -108,6 +108,9 @@ export class PostgresRollupStore implements RollupStore {
   }
 
   async rollBatch(maxRows: number, beforeCommit?: (b: RollupBatch) => void | Promise<void>): Promise<RollupBatch | null> {
+    // With no rows to take, the "nothing committed in the range" branch below would move the
+    // watermark to the horizon and skip every row under it for good.
+    if (!Number.isSafeInteger(maxRows) || maxRows < 1) throw new RangeError(`rollup batch size must be a positive integer, got ${maxRows}`);
     await this.ensureState(this.db);
     return this.db.transaction(async (tx) => {
       // The cursor row lock serializes batches (any number of workers may run) and keeps quota
