@@ -40,6 +40,8 @@ export interface LoadResult {
   reserve: LatencySummary;
   commit: LatencySummary;
   denied: number;
+  /** Denials by the answer's reason (e.g. BACKEND_UNAVAILABLE when a Redis command timed out). */
+  deniedReasons: Record<string, number>;
   errors: number;
   firstError: string | null;
   /**
@@ -94,6 +96,7 @@ async function main() {
   const trace: string[] = [];
   let pairs = 0;
   let denied = 0;
+  const deniedReasons: Record<string, number> = {};
   let errors = 0;
   let firstError: string | null = null;
   const fail = (what: string) => {
@@ -117,6 +120,8 @@ async function main() {
     }
     if (!d.allowed) {
       denied++;
+      const reason = String(d.reason ?? "unknown");
+      deniedReasons[reason] = (deniedReasons[reason] ?? 0) + 1;
       return;
     }
     const c = await post(target, commitPath, commitPrefix + d.reservation.id + commitSuffix, headers);
@@ -204,6 +209,7 @@ async function main() {
     reserve: summarize(reserveLat),
     commit: summarize(commitLat),
     denied,
+    deniedReasons,
     errors,
     firstError,
     sendLag: spec.mode === "open" ? summarize(sendLag) : null,

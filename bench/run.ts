@@ -142,6 +142,11 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   if (code !== 0) throw new Error(`load generator failed (${code}):\n${err}`);
   const r = JSON.parse(out.trim().split("\n").at(-1)!) as LoadResult;
   if (r.errors > 0) log(`  ${r.errors} errors; first: ${r.firstError}`);
+  if (r.denied > 0) {
+    const reasons = Object.entries(r.deniedReasons).map(([k, n]) => `${k} ${n}`).join(", ");
+    log(`  ${r.denied} denials: ${reasons}`);
+    report.notes.push(`${spec.kind} ${spec.mode} ${spec.mode === "open" ? `${spec.rate} pairs/s` : spec.dist}: ${r.denied} denials (${reasons})`);
+  }
   return r;
 }
 
