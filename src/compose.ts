@@ -1,7 +1,7 @@
 import type { Config } from "./config/config.js";
 import { createLogger, type Logger } from "./lib/logger.js";
 import { openDatabase, type Database } from "./storage/postgres/db.js";
-import { createHotPathRedis, createSubscriberRedis, whenReady, type RedisClient } from "./storage/redis/client.js";
+import { createHotPathRedis, createSubscriberRedis, subscribeOnEveryConnection, whenReady, type RedisClient } from "./storage/redis/client.js";
 import { InvalidationBus } from "./storage/redis/invalidation.js";
 import { systemClock, type Clock } from "./lib/clock.js";
 import type { Db } from "./storage/postgres/db.js";
@@ -225,7 +225,8 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   subscriber.on("message", (channel) => {
     if (channel === abuseChannel) abuseState.refreshSoon();
   });
-  await subscriber.subscribe(abuseChannel);
+  // A breaker opened or closed while the subscriber was away: reload the state once back.
+  await subscribeOnEveryConnection(subscriber, abuseChannel, logger, () => abuseState.refreshSoon());
   const breakers = new BreakerService({
     store: abuseStore,
     repo: abuseRepository,

@@ -74,8 +74,35 @@ export function createQueueRedis(s: RedisSettings): RedisClient {
   return new Redis(s.url, { maxRetriesPerRequest: null });
 }
 
-/** A plain subscriber connection for cache invalidation and event fan-out. */
+/**
+ * A plain subscriber connection for cache invalidation and event fan-out. Its channels are
+ * subscribed with `subscribeOnEveryConnection`, not by ioredis's own resubscription: that one
+ * sends SUBSCRIBE with no handler, so a disconnect while it was in flight (a replica stopping
+ * just as Redis came back) was an unhandled rejection.
+ */
 export function createSubscriberRedis(s: RedisSettings): Redis {
   const url = s.clusterNodes.length > 0 ? `redis://${s.clusterNodes[0]}` : s.url;
-  return new Redis(url, { maxRetriesPerRequest: null, keyPrefix: undefined });
+  return new Redis(url, { maxRetriesPerRequest: null, keyPrefix: undefined, autoResubscribe: false });
+}
+
+/**
+ * Subscribes to `channel` now and again on every reconnection of `subscriber`. Pub/sub keeps
+ * nothing for a disconnected subscriber, so `afterResubscribe` runs once the new subscription
+ * is in place: a caller drops or reloads what it may have missed, and anything published from
+ * then on reaches it. A resubscription that fails (the connection dropped again, or is being
+ * closed) is logged; the next reconnection tries again.
+ */
+export async function subscribeOnEveryConnection(
+  subscriber: Redis,
+  channel: string,
+  log: { warn(o: object, msg: string): void },
+  afterResubscribe?: () => void,
+): Promise<void> {
+  await subscriber.subscribe(channel);
+  subscriber.on("ready", () => {
+    subscriber.subscribe(channel).then(
+      () => afterResubscribe?.(),
+      (err: Error) => log.warn({ err: err.message, channel }, "redis resubscription failed; retried on the next reconnection"),
+    );
+  });
 }

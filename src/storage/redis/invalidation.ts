@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { RedisClient } from "./client.js";
+import { subscribeOnEveryConnection, type RedisClient } from "./client.js";
 import type { Logger } from "../../lib/logger.js";
 
 /**
@@ -40,18 +40,12 @@ export class InvalidationBus {
       }
     });
     // Messages published while the subscriber was disconnected are lost (pub/sub keeps nothing),
-    // so every reconnection drops every cached entry: caches can then afford a long TTL without
-    // ever serving a change they missed.
-    let connectedBefore = this.subscriber.status === "ready";
-    this.subscriber.on("ready", () => {
-      if (connectedBefore) {
-        this.log.info("invalidation subscriber reconnected: dropping every cached entry");
-        for (const l of this.listeners) l({ kind: "all", id: "*" });
-      }
-      connectedBefore = true;
+    // so every reconnection drops every cached entry once the channel is subscribed again:
+    // caches can then afford a long TTL without ever serving a change they missed.
+    await subscribeOnEveryConnection(this.subscriber, this.channel, this.log, () => {
+      this.log.info("invalidation subscriber reconnected: dropping every cached entry");
+      for (const l of this.listeners) l({ kind: "all", id: "*" });
     });
-    await this.subscriber.subscribe(this.channel);
-    connectedBefore = true;
   }
 
   onInvalidate(listener: (m: InvalidationMessage) => void): () => void {

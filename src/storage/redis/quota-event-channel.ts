@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { RedisClient } from "./client.js";
+import { subscribeOnEveryConnection, type RedisClient } from "./client.js";
 import type { Logger } from "../../lib/logger.js";
 import type { PublishedQuotaEvent, QuotaEventPublisher } from "../../domain/events/outbox.js";
 import type { QuotaEventSource } from "../../domain/events/event-feed.js";
@@ -85,7 +85,8 @@ export class RedisQuotaEventChannel implements QuotaEventPublisher, QuotaEventSo
 
   async start(): Promise<void> {
     this.subscriber.on("message", this.onMessage);
-    await this.subscriber.subscribe(this.channel);
+    // A batch published while disconnected is missed here; the feed finds the deliverySeq gap.
+    await subscribeOnEveryConnection(this.subscriber, this.channel, this.log);
   }
 
   async stop(): Promise<void> {
