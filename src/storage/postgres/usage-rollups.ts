@@ -22,8 +22,8 @@ import { pgCode, ROLLUP_STATE, rowsOf, type Executor, type Tx } from "./usage-sq
 const HORIZON_LOCK_TIMEOUT_MS = 200;
 
 /** The figures of a rollup row, in the order every statement below lists them. */
-const FIGURES = "input_tokens, output_tokens, cost_nano, requests, failed_requests, cancelled_requests, overage_requests, expired_reservations";
-const FIGURE_COLUMNS = sql.raw(FIGURES);
+const FIGURES = ["input_tokens", "output_tokens", "cost_nano", "requests", "failed_requests", "cancelled_requests", "overage_requests", "expired_reservations"];
+const FIGURE_COLUMNS = sql.raw(FIGURES.join(", "));
 /** Sums of a set of ledger rows, as rollup figures (FIGURES order and names). */
 const LEDGER_SUMS = sql.raw(`
   sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens, sum(cost_nano)::bigint AS cost_nano,
@@ -37,11 +37,11 @@ const LEDGER_SUMS = sql.raw(`
  * ledger row carries both, usage_daily keeps period_month), so the month of a set of ledger rows
  * is the sum of its days: one aggregation over the ledger rows feeds both tables.
  */
-const DAILY_SUMS = sql.raw(FIGURES.split(", ").map((f) => `sum(${f})::bigint AS ${f}`).join(", "));
+const DAILY_SUMS = sql.raw(FIGURES.map((f) => `sum(${f})::bigint AS ${f}`).join(", "));
 const DAILY_KEY = sql.raw("tenant_id, period_day, key_id, model, route");
 const MONTHLY_KEY = sql.raw("tenant_id, period_month, key_id, model, route");
 /** ON CONFLICT: add the batch's deltas to the row (`u` is the target alias). */
-const ADD_DELTAS = sql.raw(`${FIGURES.split(", ").map((f) => `${f} = u.${f} + excluded.${f}`).join(", ")}, updated_at = excluded.updated_at`);
+const ADD_DELTAS = sql.raw(`${FIGURES.map((f) => `${f} = u.${f} + excluded.${f}`).join(", ")}, updated_at = excluded.updated_at`);
 const DAILY_UPSERT = sql`ON CONFLICT (${DAILY_KEY}) DO UPDATE SET ${ADD_DELTAS}`;
 const MONTHLY_UPSERT = sql`ON CONFLICT (${MONTHLY_KEY}) DO UPDATE SET ${ADD_DELTAS}`;
 /**
@@ -284,18 +284,17 @@ async function replaceRollup(
   tx: Tx,
   t: { table: string; source: string; key: string[]; extra: string[]; only: (alias: string) => SQL },
 ): Promise<number> {
-  const figures = FIGURES.split(", ");
   const table = sql.raw(t.table);
   const source = sql.raw(t.source);
   const on = sql.raw(t.key.map((c) => `u.${c} = r.${c}`).join(" AND "));
-  const columns = [...t.key, ...t.extra, ...figures];
+  const columns = [...t.key, ...t.extra, ...FIGURES];
   await tx.execute(sql`DELETE FROM ${table} u WHERE ${t.only("u")} AND NOT EXISTS (SELECT 1 FROM ${source} r WHERE ${on})`);
   // `only` again in ON (redundant: every source row is in scope) so the target side of the hash
   // join reads the scope's rows, not the whole table.
   await tx.execute(sql`
     MERGE INTO ${table} u USING ${source} r ON ${on} AND ${t.only("u")}
-    WHEN MATCHED AND (${sql.raw(figures.map((f) => `u.${f}`).join(", "))}) IS DISTINCT FROM (${sql.raw(figures.map((f) => `r.${f}`).join(", "))})
-      THEN UPDATE SET ${sql.raw(figures.map((f) => `${f} = r.${f}`).join(", "))}, updated_at = now()
+    WHEN MATCHED AND (${sql.raw(FIGURES.map((f) => `u.${f}`).join(", "))}) IS DISTINCT FROM (${sql.raw(FIGURES.map((f) => `r.${f}`).join(", "))})
+      THEN UPDATE SET ${sql.raw(FIGURES.map((f) => `${f} = r.${f}`).join(", "))}, updated_at = now()
     WHEN NOT MATCHED
       THEN INSERT (${sql.raw(columns.join(", "))}, updated_at) VALUES (${sql.raw(columns.map((c) => `r.${c}`).join(", "))}, now())`);
   const [n] = await rowsOf<{ n: number }>(tx, sql`SELECT count(*)::int AS n FROM ${source}`);
