@@ -4,6 +4,16 @@ import { LimitDimension, Priority } from "./enums.js";
 
 /** The hot-path contract of DESIGN.md section 4: names are fixed, gateways are written against them. */
 
+/**
+ * The hot path's output types resolve every field by plain property access. By default
+ * type-graphql wraps each field in a resolver that runs the (empty) middleware chain, which also
+ * makes graphql-jit build a resolve-info object per field: for a Decision with a dozen limits that
+ * was the largest single allocation of a reserve. None of these fields has a field resolver,
+ * `@Authorized` or a middleware, and none may get one while this is set: type-graphql would
+ * silently skip it (test/ops/hot-types.test.ts checks the built schema).
+ */
+const HOT_OUTPUT = { simpleResolvers: true } as const;
+
 export enum DecisionOutcome {
   ALLOW = "ALLOW",
   ALLOW_DEGRADED = "ALLOW_DEGRADED",
@@ -69,7 +79,7 @@ export class CheckAndReserveInput {
   promptFingerprint?: string | null;
 }
 
-@ObjectType("LimitStatus")
+@ObjectType("LimitStatus", HOT_OUTPUT)
 export class LimitStatusType {
   @Field(() => LimitDimension) dimension!: LimitDimension;
   @Field(() => String, { description: 'tenant, key:<id>, subject:<s> or "route:<r> model:<m>"' }) scope!: string;
@@ -78,7 +88,7 @@ export class LimitStatusType {
   @Field(() => GraphQLISODateTime, { nullable: true }) resetAt!: Date | null;
 }
 
-@ObjectType("Directives")
+@ObjectType("Directives", HOT_OUTPUT)
 export class DirectivesType {
   @Field(() => String) model!: string;
   @Field(() => Int, { nullable: true }) maxInputTokens!: number | null;
@@ -86,7 +96,7 @@ export class DirectivesType {
   @Field(() => Priority) priority!: Priority;
 }
 
-@ObjectType("Reservation")
+@ObjectType("Reservation", HOT_OUTPUT)
 export class ReservationType {
   @Field(() => ID) id!: string;
   @Field(() => GraphQLISODateTime) expiresAt!: Date;
@@ -95,7 +105,7 @@ export class ReservationType {
   @Field(() => DecimalScalar) costUsd!: string;
 }
 
-@ObjectType("Decision")
+@ObjectType("Decision", HOT_OUTPUT)
 export class DecisionType {
   @Field(() => DecisionOutcome) outcome!: DecisionOutcome;
   @Field(() => Boolean) allowed!: boolean;
@@ -117,7 +127,7 @@ export class CommitInput {
   @Field(() => CommitStatus, { nullable: true, defaultValue: CommitStatus.SUCCEEDED }) status?: CommitStatus;
 }
 
-@ObjectType("CommitResult")
+@ObjectType("CommitResult", HOT_OUTPUT)
 export class CommitResultType {
   @Field(() => ID) reservationId!: string;
   @Field(() => Int) inputTokens!: number;
@@ -128,7 +138,7 @@ export class CommitResultType {
   @Field(() => [LimitStatusType]) limits!: LimitStatusType[];
 }
 
-@ObjectType("ReleaseResult")
+@ObjectType("ReleaseResult", HOT_OUTPUT)
 export class ReleaseResultType {
   @Field(() => ID) reservationId!: string;
   @Field(() => Boolean) released!: boolean;
