@@ -1,6 +1,4 @@
-import http from "node:http";
-
-/** Small shared pieces of the benchmark: percentiles, key choice, a lean HTTP client. */
+/** Small shared pieces of the benchmark: percentiles, key choice, report formatting. */
 
 export function percentile(sorted: Float64Array | number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -53,29 +51,6 @@ export function keyPicker(n: number, dist: "uniform" | "zipf", s = 1.0, seed = 4
     }
     return lo;
   };
-}
-
-export interface HttpTarget {
-  host: string;
-  port: number;
-  agent: http.Agent;
-}
-
-/** POST a prepared body; resolves with status and text. No retries, no parsing. */
-export function post(target: HttpTarget, path: string, body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: target.host, port: target.port, path, method: "POST", agent: target.agent, headers: { ...headers, "content-length": Buffer.byteLength(body) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: chunks.length === 1 ? chunks[0]!.toString() : Buffer.concat(chunks).toString() }));
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
 }
 
 export function fmtMs(x: number): string {

@@ -1,6 +1,6 @@
-import http from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";
-import { keyPicker, post, summarize, type HttpTarget, type LatencySummary } from "./lib.js";
+import { HttpClient, UnsupportedResponse } from "./http-client.js";
+import { keyPicker, summarize, type LatencySummary } from "./lib.js";
 
 /**
  * The load generator: its own process, so it never shares an event loop with the server under
@@ -45,9 +45,10 @@ export interface LoadResult {
   errors: number;
   firstError: string | null;
   /**
-   * Open loop only: how late the generator itself sent each reserve (scheduled start → sent;
-   * timers, its own event loop). It is inside the CO-corrected reserve figures; printed so a
-   * reader can tell the generator's share from the server's.
+   * Open loop only: how late the generator itself sent each reserve (scheduled start → handed
+   * to a connection; timers, its own event loop, waiting for a free connection). It is inside
+   * the CO-corrected reserve figures; printed so a reader can tell the generator's share from
+   * the server's.
    */
   sendLag: LatencySummary | null;
 }
@@ -68,25 +69,44 @@ export const COMMIT_DOC = `mutation Commit($input: CommitInput!) {
 /** What every target is asked, per pair. */
 export const PAIR = { route: "chat.completions", model: "bench-model", inputTokens: 200, maxOutputTokens: 300, usedOutputTokens: 150 };
 
+const RESERVATION_ID = '"reservation":{"id":"';
+const REASON = '"reason":"';
+
+/** The JSON string value that follows `marker`, or null. The values read here (ids, reason codes) carry no escapes. */
+function stringAfter(text: string, marker: string): string | null {
+  const i = text.indexOf(marker);
+  if (i < 0) return null;
+  const from = i + marker.length;
+  const j = text.indexOf('"', from);
+  return j < 0 ? null : text.slice(from, j);
+}
+
 async function main() {
   const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as LoadSpec;
   const keys = JSON.parse(readFileSync(spec.keysFile, "utf8")) as string[];
   const u = new URL(spec.url);
-  const maxSockets = spec.mode === "closed" ? spec.concurrency : 512;
-  const target: HttpTarget = { host: u.hostname, port: Number(u.port), agent: new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets }) };
-  const headers = { "content-type": "application/json", authorization: `Bearer ${spec.token}` };
+  const open = spec.mode === "open";
+  const maxSockets = open ? 512 : spec.concurrency;
+  const client = new HttpClient(u.hostname, Number(u.port), maxSockets, { "content-type": "application/json", authorization: `Bearer ${spec.token}` });
   const graphql = spec.kind === "graphql";
   const reservePath = graphql ? u.pathname : "/reserve";
   const commitPath = graphql ? u.pathname : "/commit";
 
-  // Bodies are prepared up front: building them per request would be load-generator CPU taken
-  // from the server under test.
-  const reserveBodies = keys.map((apiKey) => {
+  // Requests are prepared up front, whole: building them per request would be load-generator
+  // CPU taken from the server under test. A commit names its reservation, so only its id is
+  // spliced in per request.
+  const reserveRequests = keys.map((apiKey) => {
     const input = { apiKey, route: PAIR.route, model: PAIR.model, inputTokens: PAIR.inputTokens, maxOutputTokens: PAIR.maxOutputTokens };
-    return graphql ? JSON.stringify({ query: RESERVE_DOC, variables: { input } }) : JSON.stringify(input);
+    return client.prepare(reservePath, graphql ? JSON.stringify({ query: RESERVE_DOC, variables: { input } }) : JSON.stringify(input));
   });
   const commitPrefix = graphql ? `{"query":${JSON.stringify(COMMIT_DOC)},"variables":{"input":{"reservationId":"` : `{"reservationId":"`;
   const commitSuffix = `","inputTokens":${PAIR.inputTokens},"outputTokens":${PAIR.usedOutputTokens}}${graphql ? "}}" : ""}`;
+  const commitHead = client.head(commitPath);
+  const commitFixedBytes = Buffer.byteLength(commitPrefix + commitSuffix);
+  const commitRequest = (id: string) => `${commitHead}${commitFixedBytes + Buffer.byteLength(id)}\r\n\r\n${commitPrefix}${id}${commitSuffix}`;
+  // The answer's decision, without parsing it: the bare servers answer with the decision itself,
+  // the service with {"data":{"checkAndReserve":{...}}} (null there when it failed).
+  const hasDecision = graphql ? (text: string) => text.includes('"checkAndReserve":{') : (text: string) => text.startsWith("{");
   const pick = keyPicker(keys.length, spec.dist);
 
   let recording = false;
@@ -103,28 +123,42 @@ async function main() {
     errors++;
     firstError ??= what.slice(0, 300);
   };
+  const caught = (e: unknown) => {
+    // Not the server's error but the client's limit: the figures would mean nothing.
+    if (e instanceof UnsupportedResponse) {
+      console.error(`loadgen: ${e.message}`);
+      process.exit(1);
+    }
+    fail(String(e));
+  };
 
   /** One reserve + commit; `startedAt` is when the reserve should have started. */
   async function pair(startedAt: number): Promise<void> {
-    const lag = performance.now() - startedAt;
-    if (recording && spec.mode === "open") sendLag.push(lag);
-    const r = await post(target, reservePath, reserveBodies[pick()]!, headers);
+    let lag = 0;
+    const sent = open
+      ? () => {
+          lag = performance.now() - startedAt;
+          if (recording) sendLag.push(lag);
+        }
+      : undefined;
+    const r = await client.request(reserveRequests[pick()]!, sent);
     const reserved = performance.now();
-    if (r.status !== 200) return fail(`reserve HTTP ${r.status}: ${r.text}`);
-    const body = JSON.parse(r.text);
-    const d = graphql ? body.data?.checkAndReserve : body;
-    if (!d) return fail(`reserve: ${r.text}`);
+    const text = r.text;
+    if (r.status !== 200) return fail(`reserve HTTP ${r.status}: ${text}`);
+    if (!hasDecision(text)) return fail(`reserve: ${text}`);
     if (recording) {
       reserveLat.push(reserved - startedAt);
       if (spec.traceFile) trace.push(`${startedAt.toFixed(2)} ${(reserved - startedAt).toFixed(2)} ${lag.toFixed(2)}`);
     }
-    if (!d.allowed) {
+    if (!text.includes('"allowed":true')) {
       denied++;
-      const reason = String(d.reason ?? "unknown");
+      const reason = stringAfter(text, REASON) ?? "unknown";
       deniedReasons[reason] = (deniedReasons[reason] ?? 0) + 1;
       return;
     }
-    const c = await post(target, commitPath, commitPrefix + d.reservation.id + commitSuffix, headers);
+    const id = stringAfter(text, RESERVATION_ID);
+    if (id === null) return fail(`reserve allowed without a reservation id: ${text}`);
+    const c = await client.request(commitRequest(id));
     const committed = performance.now();
     if (c.status !== 200 || c.text.includes('"errors"')) return fail(`commit HTTP ${c.status}: ${c.text}`);
     if (recording) {
@@ -139,10 +173,9 @@ async function main() {
       Array.from({ length: Math.min(spec.concurrency || 64, 64) }, async () => {
         while (next < keys.length) {
           const i = next++;
-          const r = await post(target, reservePath, reserveBodies[i]!, headers);
-          const d = JSON.parse(r.text);
-          const id = (graphql ? d.data?.checkAndReserve : d)?.reservation?.id;
-          if (id) await post(target, commitPath, commitPrefix + id + commitSuffix, headers);
+          const r = await client.request(reserveRequests[i]!);
+          const id = stringAfter(r.text, RESERVATION_ID);
+          if (id !== null) await client.request(commitRequest(id));
         }
       }),
     );
@@ -161,7 +194,7 @@ async function main() {
         try {
           await pair(performance.now());
         } catch (e) {
-          fail(String(e));
+          caught(e);
         }
       }
     };
@@ -172,7 +205,7 @@ async function main() {
     const interval = 1000 / spec.rate;
     const inflight = new Set<Promise<void>>();
     const run = (at: number) => {
-      const p = pair(at).catch((e) => fail(String(e)));
+      const p = pair(at).catch(caught);
       inflight.add(p);
       p.finally(() => inflight.delete(p));
     };
@@ -180,6 +213,10 @@ async function main() {
     const t0 = performance.now();
     const end = t0 + spec.warmupMs + spec.durationMs;
     let next = t0;
+    // One wake-up per start, not a fixed polling period: a generator that woke every
+    // millisecond spent the cores it shares with the server on waking. Node's timers count
+    // whole milliseconds, truncating: rounding the wait down would wake just before the start
+    // and again a millisecond later, twice the wake-ups for no earlier start.
     await new Promise<void>((resolve) => {
       const tick = () => {
         const now = performance.now();
@@ -192,14 +229,14 @@ async function main() {
           next += interval;
         }
         if (next >= end) return resolve();
-        setTimeout(tick, Math.max(0, Math.min(next - performance.now(), 1)));
+        setTimeout(tick, Math.max(0, Math.ceil(next - performance.now())));
       };
       tick();
     });
     await Promise.all([...inflight]);
     measuredTo = performance.now();
   }
-  target.agent.destroy();
+  client.close();
   if (spec.traceFile) writeFileSync(spec.traceFile, trace.join("\n") + "\n");
   const seconds = (measuredTo - measuredFrom) / 1000;
   const result: LoadResult = {
@@ -212,7 +249,7 @@ async function main() {
     deniedReasons,
     errors,
     firstError,
-    sendLag: spec.mode === "open" ? summarize(sendLag) : null,
+    sendLag: open ? summarize(sendLag) : null,
   };
   process.stdout.write(JSON.stringify(result) + "\n");
 }
