@@ -82,32 +82,56 @@ export function publicPrefix(format: TokenFormat, id: string): string {
   return `${format.prefix}_${idCoreOf(format.kind, id)}`;
 }
 
-/**
- * The object id a well-formed token names, or null when the string is not a token of this
- * format (wrong prefix, wrong shape, too long, bad checksum). Pure: no I/O, no secrets kept.
- */
-export function parseToken(format: TokenFormat, presented: string): { id: string } | null {
+/** A token that has the format's shape; its checksum is not checked yet (`checksumValid`). */
+export interface TokenShape {
+  id: string;
+  /** The token without its checksum digits, and those digits. */
+  body: string;
+  checksum: string;
+}
+
+/** Everything `parseToken` checks except the checksum, which costs a SHA-256. */
+export function parseTokenShape(format: TokenFormat, presented: string): TokenShape | null {
   if (typeof presented !== "string" || presented.length > MAX_TOKEN_LENGTH) return null;
   const parts = presented.split("_");
   if (parts.length !== 3) return null;
   const [prefix, core, tail] = parts as [string, string, string];
   if (prefix !== format.prefix || !CORE_RE.test(core) || !TAIL_RE.test(tail)) return null;
-  const body = presented.slice(0, presented.length - CHECKSUM_LENGTH);
-  if (checksumOf(format.kind, body) !== tail.slice(-CHECKSUM_LENGTH)) return null;
-  return { id: `${ID_PREFIX[format.kind]}_${core}` };
+  return { id: `${ID_PREFIX[format.kind]}_${core}`, body: presented.slice(0, presented.length - CHECKSUM_LENGTH), checksum: tail.slice(-CHECKSUM_LENGTH) };
+}
+
+export function checksumValid(format: TokenFormat, shape: TokenShape): boolean {
+  return checksumOf(format.kind, shape.body) === shape.checksum;
+}
+
+/**
+ * The object id a well-formed token names, or null when the string is not a token of this
+ * format (wrong prefix, wrong shape, too long, bad checksum). Pure: no I/O, no secrets kept.
+ */
+export function parseToken(format: TokenFormat, presented: string): { id: string } | null {
+  const shape = parseTokenShape(format, presented);
+  return shape && checksumValid(format, shape) ? { id: shape.id } : null;
+}
+
+/** SHA-256 of a presented token: stored as hex, and what a presented one is compared by. */
+export function digestToken(presented: string): Buffer {
+  return createHash("sha256").update(presented, "utf8").digest();
 }
 
 /** What is stored for a token: hex SHA-256 of the whole presented string. */
 export function hashToken(presented: string): string {
-  return createHash("sha256").update(presented, "utf8").digest("hex");
+  return digestToken(presented).toString("hex");
 }
 
 /**
- * Constant-time comparison of a presented token against a stored hash, so response timing
- * says nothing about how much of a guess was right.
+ * Constant-time comparison of a presented token's digest against a stored hash, so response
+ * timing says nothing about how much of a guess was right.
  */
+export function digestMatchesHash(digest: Buffer, storedHashHex: string): boolean {
+  const stored = Buffer.from(storedHashHex, "hex");
+  return digest.length === stored.length && timingSafeEqual(digest, stored);
+}
+
 export function tokenMatchesHash(presented: string, storedHashHex: string): boolean {
-  const a = Buffer.from(hashToken(presented), "hex");
-  const b = Buffer.from(storedHashHex, "hex");
-  return a.length === b.length && timingSafeEqual(a, b);
+  return digestMatchesHash(digestToken(presented), storedHashHex);
 }

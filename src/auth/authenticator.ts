@@ -1,4 +1,4 @@
-import { timingSafeEqual, createHash } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import { createRemoteJWKSet, customFetch, errors as joseErrors, jwtVerify, type FetchImplementation, type JWTPayload } from "jose";
 import { ROLES, type Actor, type Role } from "../domain/tenancy/types.js";
 import type { CredentialRecord } from "../domain/tenancy/credentials.service.js";
@@ -6,21 +6,12 @@ import type { Config } from "../config/config.js";
 import type { Logger } from "../lib/logger.js";
 import { backendUnavailable, isDomainError, unauthenticated } from "../lib/errors.js";
 import { isIdOf, randomBase62 } from "../lib/ids.js";
-import { apiKeyFormat, credentialFormat, parseToken, tokenMatchesHash, type TokenFormat } from "./api-key-format.js";
+import { apiKeyFormat, checksumValid, credentialFormat, digestMatchesHash, digestToken, parseToken, parseTokenShape, type TokenFormat } from "./api-key-format.js";
 import { InvalidatedCache, type InvalidationSource } from "./api-key-verifier.js";
 
 /** Turns an `Authorization` header into the calling Actor (or null when none is presented). */
 export interface Authenticator {
   authenticate(authorization: string | undefined, sourceIp: string | null): Promise<Actor | null>;
-}
-
-function sha256(s: string): Buffer {
-  return createHash("sha256").update(s).digest();
-}
-
-/** Constant-time equality of two secrets (hashing first equalises their lengths). */
-export function secretsEqual(a: string, b: string): boolean {
-  return timingSafeEqual(sha256(a), sha256(b));
 }
 
 export type OidcSettings = NonNullable<Config["auth"]["oidc"]>;
@@ -189,11 +180,14 @@ export class BearerAuthenticator implements Authenticator {
   private readonly adminExists: InvalidatedCache<boolean>;
   private readonly oidc: OidcVerifier | null;
   private readonly unsubscribe: () => void;
-  private generatedBootstrapToken: string | null = null;
+  /** SHA-256 of the token generated on a first start with no configuration (never the token itself). */
+  private generatedBootstrapDigest: Buffer | null = null;
+  private readonly bootstrapDigest: Buffer | null;
 
   constructor(private readonly opts: AuthenticatorOptions) {
     this.credentialFormat = credentialFormat(opts.apiKeyPrefix);
     this.apiKeyFormat = apiKeyFormat(opts.apiKeyPrefix);
+    this.bootstrapDigest = opts.bootstrapAdminToken ? digestToken(opts.bootstrapAdminToken) : null;
     this.credentialCache = new InvalidatedCache({ ttlMs: opts.cacheTtlMs, maxEntries: opts.maxCachedCredentials ?? 10_000 });
     this.adminExists = new InvalidatedCache({ ttlMs: opts.cacheTtlMs, maxEntries: 1 });
     this.oidc = opts.oidc ? new OidcVerifier(opts.oidc) : null;
@@ -218,7 +212,7 @@ export class BearerAuthenticator implements Authenticator {
     if (this.opts.bootstrapAdminToken !== null) return;
     if (await this.opts.credentials.hasActiveAdmin()) return;
     const token = `${this.opts.apiKeyPrefix}boot_${randomBase62(43)}`;
-    this.generatedBootstrapToken = token;
+    this.generatedBootstrapDigest = digestToken(token);
     const message =
       "No ADMIN credential exists and BOOTSTRAP_ADMIN_TOKEN is not set. " +
       `Generated bootstrap admin token for this process: ${token} ` +
@@ -236,15 +230,22 @@ export class BearerAuthenticator implements Authenticator {
     const m = /^Bearer\s+(\S+)$/i.exec(authorization);
     if (!m) throw unauthenticated("Authorization must be `Bearer <token>`");
     const token = m[1]!;
+    // One SHA-256 of the presented token serves every comparison below: the bootstrap tokens'
+    // digests are computed once, and a credential's stored hash is that digest.
+    const digest = digestToken(token);
 
-    if (this.opts.bootstrapAdminToken && secretsEqual(token, this.opts.bootstrapAdminToken)) {
+    if (this.bootstrapDigest && timingSafeEqual(digest, this.bootstrapDigest)) {
       return { kind: "bootstrap", id: "bootstrap", role: "ADMIN", tenantId: null, name: "bootstrap admin" };
     }
-    if (this.generatedBootstrapToken !== null && secretsEqual(token, this.generatedBootstrapToken)) {
+    if (this.generatedBootstrapDigest !== null && timingSafeEqual(digest, this.generatedBootstrapDigest)) {
       return this.generatedBootstrapActor();
     }
-    const credential = parseToken(this.credentialFormat, token);
-    if (credential) return this.credentialActor(token, credential.id);
+    const credential = parseTokenShape(this.credentialFormat, token);
+    // As for API keys: the checksum spares storage a lookup, so it is checked only when the
+    // credential is not cached; the digest comparison covers its digits anyway.
+    if (credential && (this.credentialCache.has(credential.id) || checksumValid(this.credentialFormat, credential))) {
+      return this.credentialActor(digest, credential.id);
+    }
     if (JWT_RE.test(token)) {
       if (!this.oidc) throw unauthenticated("JWTs are not accepted: OIDC is not configured on this service");
       return this.oidc.verify(token);
@@ -263,16 +264,16 @@ export class BearerAuthenticator implements Authenticator {
     const exists = await this.guardStore(() => this.adminExists.get("admin", () => this.opts.credentials.hasActiveAdmin()));
     if (exists) {
       // Once real admins exist the generated token is retired for good, even if they are later revoked.
-      this.generatedBootstrapToken = null;
+      this.generatedBootstrapDigest = null;
       this.opts.logger.info("generated bootstrap admin token retired: an ADMIN credential exists");
       throw unauthenticated("the generated bootstrap token was retired because an ADMIN credential exists");
     }
     return { kind: "bootstrap", id: "bootstrap-generated", role: "ADMIN", tenantId: null, name: "generated bootstrap admin" };
   }
 
-  private async credentialActor(token: string, id: string): Promise<Actor> {
+  private async credentialActor(digest: Buffer, id: string): Promise<Actor> {
     const record = await this.guardStore(() => this.credentialCache.get(id, (i) => this.opts.credentials.findForAuth(i)));
-    if (!record || !tokenMatchesHash(token, record.secretHash)) throw unauthenticated();
+    if (!record || !digestMatchesHash(digest, record.secretHash)) throw unauthenticated();
     const c = record.credential;
     if (c.status !== "ACTIVE") throw unauthenticated("this credential has been revoked");
     return { kind: "credential", id: c.id, role: c.role, tenantId: c.tenantId, name: c.name };

@@ -126,6 +126,12 @@ describe("tenant API keys", () => {
     expect(await verifier().verify(forged, new Date())).toEqual({ ok: false, reason: "KEY_INVALID", keyId: apiKey.id });
     expect(verifier().lookups - before).toBe(1);
 
+    // A typo in the checksum of a cached key: malformed as before (no key named), no lookup,
+    // although the cached record now decides it (the checksum is not computed on that path).
+    const last = secret.at(-1) === "A" ? "B" : "A";
+    expect(await verifier().verify(secret.slice(0, -1) + last, new Date())).toEqual({ ok: false, reason: "KEY_INVALID", keyId: null });
+    expect(verifier().lookups - before).toBe(1);
+
     // Well formed but unknown id: one lookup, then the negative answer is cached too.
     const unknown = mintToken(apiKeyFormat("llm"), newId("apiKey"));
     expect(await verifier().verify(unknown, new Date())).toEqual({ ok: false, reason: "KEY_INVALID", keyId: null });
