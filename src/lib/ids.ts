@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomFillSync } from "node:crypto";
 
 /**
  * Prefixed ids (`ten_…`, `key_…`, `res_…`): a glance at an id tells what it is, and
@@ -34,8 +34,30 @@ export function randomBase62(n: number): string {
   return out;
 }
 
+/**
+ * Random bytes for ids, drawn from a pool refilled 4 KB at a time (as node's randomUUID does):
+ * a reservation id per request otherwise cost a buffer and a CSPRNG call of its own. Secrets
+ * (`randomBase62`, for tokens) keep their own draw, so no secret's bytes wait in a pool.
+ */
+const ID_POOL = Buffer.allocUnsafe(4096);
+let idPoolAt = ID_POOL.length;
+
+/** `n` base62 characters for an id (not a secret), unbiased as in `randomBase62`. */
+export function idRandomBase62(n: number): string {
+  let out = "";
+  while (out.length < n) {
+    if (idPoolAt === ID_POOL.length) {
+      randomFillSync(ID_POOL);
+      idPoolAt = 0;
+    }
+    const b = ID_POOL[idPoolAt++]!;
+    if (b < 248) out += ALPHABET[b % 62];
+  }
+  return out;
+}
+
 export function newId(kind: IdKind, length = 16): string {
-  return `${ID_PREFIX[kind]}_${randomBase62(length)}`;
+  return `${ID_PREFIX[kind]}_${idRandomBase62(length)}`;
 }
 
 const ID_RE = /^([a-z]+)_([0-9A-Za-z]{8,64})$/;

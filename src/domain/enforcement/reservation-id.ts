@@ -1,4 +1,4 @@
-import { randomBase62 } from "../../lib/ids.js";
+import { idRandomBase62 } from "../../lib/ids.js";
 
 /**
  * Reservation ids carry their tenant (`res_<tenantCore>-<random>`), so commit and release can
@@ -7,7 +7,7 @@ import { randomBase62 } from "../../lib/ids.js";
  */
 export function newReservationId(tenantId: string): string {
   const core = tenantId.slice(tenantId.indexOf("_") + 1);
-  return `res_${core}-${randomBase62(20)}`;
+  return `res_${core}-${idRandomBase62(20)}`;
 }
 
 const RE = /^res_([0-9A-Za-z]{8,64})-([0-9A-Za-z]{20})$/;
