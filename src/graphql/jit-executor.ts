@@ -43,8 +43,8 @@ function normalizeErrors(result: ExecutionResult): ExecutionResult {
  * cached document into a plain function (no per-field resolve-info objects, no generic tree walk,
  * leaf serialisers inlined); everything else runs through graphql-js `execute` as before.
  *
- * Variables are first coerced by graphql-js, as `execute` would, so a bad variable yields the
- * same error (and Apollo's BAD_USER_INPUT, HTTP 400) whichever path runs.
+ * A bad variable yields the same error (and Apollo's BAD_USER_INPUT, HTTP 400) whichever path
+ * runs: graphql-jit's own coercion decides, and graphql-js's words the refusal.
  */
 export function jitExecutionGateway(schema: GraphQLSchema, rootFields: ReadonlySet<string> = HOT_ROOT_FIELDS): Gateway {
   // Keyed by the document object: Apollo's document store hands out the same parsed document
@@ -72,9 +72,15 @@ export function jitExecutionGateway(schema: GraphQLSchema, rootFields: ReadonlyS
     if (!hot) {
       return execute({ schema, document: rc.document, contextValue: rc.context, variableValues: variables, operationName: rc.operationName });
     }
-    const coerced = getVariableValues(schema, hot.op.variableDefinitions ?? [], variables);
-    if (coerced.errors) return { errors: coerced.errors };
-    return normalizeErrors(await hot.q.query(undefined, rc.context, variables));
+    const result = hot.q.query(undefined, rc.context, variables);
+    // graphql-jit coerces the variables itself (compiled) and, when they do not fit, answers
+    // at once with errors and no data. Only then does graphql-js coerce them as well, so a bad
+    // variable yields exactly the error `execute` would; valid variables are coerced once.
+    if (!(result instanceof Promise) && result.data === undefined && result.errors?.length) {
+      const coerced = getVariableValues(schema, hot.op.variableDefinitions ?? [], variables);
+      if (coerced.errors) return { errors: coerced.errors };
+    }
+    return normalizeErrors(await result);
   };
 
   return {

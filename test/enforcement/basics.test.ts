@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { errorCode, type GraphQLClient } from "../support/client.js";
 import { commit, createGateway, createKey, insertModel, insertTenant, insertTier, reserve, RELEASE } from "../support/enforcement.js";
+import { getVariableValues, parse, type OperationDefinitionNode } from "graphql";
+import { buildApiSchema } from "../../src/graphql/schema.js";
 
 describe("checkAndReserve / commit / release over HTTP", () => {
   let t: TestApp;
@@ -155,6 +157,31 @@ describe("checkAndReserve / commit / release over HTTP", () => {
     const d = await reserve(gw, { apiKey: key.secret });
     expect(errorCode(await commit(gw, d.reservation.id, -1, 1))).toBe("BAD_USER_INPUT");
     await gw.request(RELEASE, { id: d.reservation.id });
+  });
+
+  it("variables that do not coerce on the compiled hot path get graphql-js's own refusal (HTTP 400, BAD_USER_INPUT) and reserve nothing", async () => {
+    const schema = await buildApiSchema();
+    const doc = `mutation R($input: CheckAndReserveInput!) { checkAndReserve(input: $input) { allowed } }`;
+    const op = parse(doc).definitions[0] as OperationDefinitionNode;
+    const base = { apiKey: key.secret, route: "chat.completions", model: "m-small", inputTokens: 1 };
+    const daily = async () => (await reserve(gw, { apiKey: key.secret, inputTokens: 1, maxOutputTokens: 1 })).limits.find((l: any) => l.dimension === "DAILY_TOKENS").remaining;
+    const before = BigInt(await daily());
+    for (const input of [
+      { ...base, inputTokens: "many" },
+      { ...base, inputTokens: 2 ** 31 },
+      { ...base, priority: "URGENT" },
+      { ...base, tools: [1] },
+      { route: "chat.completions", model: "m-small", inputTokens: 1 },
+      { ...base, unknownField: true },
+    ]) {
+      const r = await gw.request(doc, { input });
+      const expected = getVariableValues(schema, op.variableDefinitions ?? [], { input }).errors!;
+      expect(r.status, JSON.stringify(input)).toBe(400);
+      expect(errorCode(r)).toBe("BAD_USER_INPUT");
+      expect(r.errors!.map((e) => e.message)).toEqual(expected.map((e) => e.message));
+    }
+    // Nothing in between took tokens: the next reserve sees the previous one's hold only.
+    expect(BigInt(await daily())).toBe(before - 2n);
   });
 
   it("another tenant's reservation reads exactly like an unknown one", async () => {
