@@ -6,7 +6,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import { GraphQLError, type GraphQLSchema } from "graphql";
 import type { Logger } from "../lib/logger.js";
 import { isDomainError } from "../lib/errors.js";
-import type { GraphQLContext } from "./context.js";
+import { HttpRequestContext, type GraphQLContext } from "./context.js";
 import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
@@ -228,19 +228,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
     }
-    // The request's child logger is built on first use: most requests never log.
-    let log: Logger | null = null;
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: (req.method ?? "GET").toUpperCase(), headers, search: url.search, body: parsed },
-      context: async () => ({
-        requestId,
-        actor,
-        services: opts.services,
-        sourceIp,
-        get log() {
-          return (log ??= logger.child({ requestId }));
-        },
-      }),
+      context: async () => new HttpRequestContext(requestId, actor, opts.services, sourceIp, logger),
     });
     const outHeaders: Record<string, string> = {};
     for (const [k, v] of result.headers) outHeaders[k] = v;

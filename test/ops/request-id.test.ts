@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { startTestApp, type TestApp } from "../support/app.js";
+import { BOOTSTRAP_TOKEN } from "../support/env.js";
 import { buildApiSchema } from "../../src/graphql/schema.js";
 import { createApiServer, type ApiServer } from "../../src/graphql/server.js";
 
@@ -13,10 +14,13 @@ describe("request id on a fault outside GraphQL", () => {
   let server: ApiServer;
   let base: string;
   const lines: Array<Record<string, unknown>> = [];
+  let childLoggers = 0;
 
   beforeAll(async () => {
     t = await startTestApp();
     const logger = pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+    const child = logger.child.bind(logger);
+    logger.child = ((...args: Parameters<typeof child>) => (childLoggers++, child(...args))) as typeof logger.child;
     server = await createApiServer({
       schema: await buildApiSchema(),
       services: t.app.services,
@@ -47,5 +51,18 @@ describe("request id on a fault outside GraphQL", () => {
     expect(text).not.toContain("secret_table");
     const logged = lines.find((l) => l.msg === "unhandled http error");
     expect(logged).toMatchObject({ requestId: "gw-req:77", err: { message: "relation secret_table does not exist" } });
+  });
+
+  it("builds no request logger for a request that logs nothing (Apollo copies the context per operation)", async () => {
+    const before = childLoggers;
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${base}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${BOOTSTRAP_TOKEN}` },
+        body: JSON.stringify({ query: "{ viewer { role } }" }),
+      });
+      expect(await res.json()).toEqual({ data: { viewer: { role: "ADMIN" } } });
+    }
+    expect(childLoggers - before).toBe(0);
   });
 });
