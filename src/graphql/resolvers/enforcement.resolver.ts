@@ -1,18 +1,27 @@
 import { Arg, Authorized, Ctx, ID, Mutation, Resolver } from "type-graphql";
 import type { GraphQLContext } from "../context.js";
 import { formatUsd } from "../../domain/billing/money.js";
-import type { Decision } from "../../domain/enforcement/types.js";
+import type { Decision, LimitStatus } from "../../domain/enforcement/types.js";
 import {
   CheckAndReserveInput,
   CommitInput,
   CommitResultType,
   CommitStatus,
   DecisionType,
+  LimitStatusType,
   ReleaseResultType,
   type DecisionOutcome,
   type DecisionReason,
 } from "../types/enforcement.types.js";
 import { Priority, type LimitDimension } from "../types/enums.js";
+
+/**
+ * The domain's limit statuses are the GraphQL type field for field (LimitDimension's values are
+ * its names): passed as they are, not copied, since a reserve answers a dozen of them.
+ */
+function asLimitStatusTypes(limits: LimitStatus[]): LimitStatusType[] {
+  return limits as Array<LimitStatus & { dimension: LimitDimension }>;
+}
 
 function toDecisionType(d: Decision): DecisionType {
   return {
@@ -31,7 +40,7 @@ function toDecisionType(d: Decision): DecisionType {
         }
       : null,
     directives: d.directives ? { ...d.directives, priority: d.directives.priority as Priority } : null,
-    limits: d.limits.map((l) => ({ ...l, dimension: l.dimension as LimitDimension })),
+    limits: asLimitStatusTypes(d.limits),
     tenantId: d.tenantId,
     keyId: d.keyId,
   };
@@ -76,7 +85,7 @@ export class EnforcementResolver {
       costUsd: formatUsd(r.costNano),
       overage: r.overage,
       replayed: r.replayed,
-      limits: r.limits.map((l) => ({ ...l, dimension: l.dimension as LimitDimension })),
+      limits: asLimitStatusTypes(r.limits),
     };
   }
 
