@@ -71,6 +71,15 @@ describe("limits at their boundaries", () => {
     expect((await reserve(gw, { apiKey: k.secret })).allowed).toBe(false);
   });
 
+  it("a wait longer than GraphQL's Int (2^31 ms, 24.8 days) is answered capped, never as an error", async () => {
+    // One input token a minute with room for 100,000: once drained, 50,000 tokens take 50,000
+    // minutes (about 35 days) to come back.
+    const k = await keyFor({}, { inputTokensPerMinute: { perMinute: 1, burst: 100_000 } });
+    expect((await reserve(gw, { apiKey: k.secret, inputTokens: 100_000, maxOutputTokens: 0 })).allowed).toBe(true);
+    const later = await reserve(gw, { apiKey: k.secret, inputTokens: 50_000, maxOutputTokens: 0 });
+    expect(later).toMatchObject({ allowed: false, reason: "RATE_LIMITED", retryAfterMs: 2_147_483_647 });
+  });
+
   it("input-token bucket: a prompt of exactly the capacity fits once; one larger than the bucket can never fit", async () => {
     const k = await keyFor({}, { inputTokensPerMinute: { perMinute: 500, burst: null } });
     expect((await reserve(gw, { apiKey: k.secret, inputTokens: 499, maxOutputTokens: 0 })).allowed).toBe(true);

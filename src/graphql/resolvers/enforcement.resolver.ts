@@ -23,13 +23,21 @@ function asLimitStatusTypes(limits: LimitStatus[]): LimitStatusType[] {
   return limits as Array<LimitStatus & { dimension: LimitDimension }>;
 }
 
+/**
+ * GraphQL's Int is 32-bit. A monthly quota or budget denied in the first days of a month
+ * clears more than 2^31 ms (24.8 days) later, and an Int that does not fit fails the whole
+ * answer: the gateway got INTERNAL_SERVER_ERROR instead of BUDGET_EXCEEDED. The wait is capped
+ * (waiting 24.8 days or longer is the same advice); the binding limit's `resetAt` is exact.
+ */
+export const MAX_RETRY_AFTER_MS = 2_147_483_647;
+
 function toDecisionType(d: Decision): DecisionType {
   return {
     outcome: d.outcome as DecisionOutcome,
     allowed: d.allowed,
     reason: d.reason as DecisionReason | null,
     message: d.message,
-    retryAfterMs: d.retryAfterMs,
+    retryAfterMs: d.retryAfterMs === null ? null : Math.min(d.retryAfterMs, MAX_RETRY_AFTER_MS),
     reservation: d.reservation
       ? {
           id: d.reservation.id,

@@ -111,7 +111,11 @@ export class DecisionType {
   @Field(() => Boolean) allowed!: boolean;
   @Field(() => DecisionReason, { nullable: true }) reason!: DecisionReason | null;
   @Field(() => String, { nullable: true }) message!: string | null;
-  @Field(() => Int, { nullable: true }) retryAfterMs!: number | null;
+  @Field(() => Int, {
+    nullable: true,
+    description: "How long waiting helps, when it does; at most 2147483647 (24.8 days): a limit that clears later says when in its resetAt.",
+  })
+  retryAfterMs!: number | null;
   @Field(() => ReservationType, { nullable: true }) reservation!: ReservationType | null;
   @Field(() => DirectivesType, { nullable: true }) directives!: DirectivesType | null;
   @Field(() => [LimitStatusType]) limits!: LimitStatusType[];
