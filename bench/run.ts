@@ -30,6 +30,8 @@ import { PAIR } from "./loadgen.js";
  *   --rollup-rows=N  ledger rows for the full-rollup measurement (default 1,000,000; the
  *                    issue's 10,000,000 takes several minutes to generate on 2 cores)
  *   --only=a,b       run only these phases: service, floor, peer, open, ledger, rollup
+ *   --node-flags=F,F node/V8 flags for the service and the floor in place of the heap flags
+ *                    `npm start` uses (e.g. --max-semi-space-size=16,--single-threaded-gc)
  *   --env=K=V,K=V    extra settings for the service and the floor (e.g. GRAPHQL_JIT=false), to
  *                    measure one lever against the defaults
  */
@@ -43,6 +45,7 @@ const { values: args } = parseArgs({
     "rollup-rows": { type: "string" },
     only: { type: "string" },
     env: { type: "string" },
+    "node-flags": { type: "string" },
     keep: { type: "boolean", default: false },
   },
 });
@@ -544,7 +547,7 @@ async function main() {
     const profileFlags = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`] : [];
     // The heap limit `npm start` and the Docker image give node (MAX_HEAP_MB): the service is
     // measured as it runs, and the floor the same way so the two stay comparable.
-    const heapFlags = [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
+    const heapFlags = args["node-flags"] ? args["node-flags"].split(",") : [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
     const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...heapFlags, ...profileFlags]);
     const startBare = (mode: "floor" | "peer" | "null", env: Record<string, string>) => () =>
       startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...heapFlags, ...profileFlags] : profileFlags);
@@ -620,7 +623,7 @@ function print(elapsedMs: number) {
   const out: string[] = [];
   out.push("");
   out.push(`LLM usage service benchmark — ${new Date().toISOString()}; ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), load average after the run ${loadavg().map((x) => x.toFixed(2)).join(" ")}`);
-  out.push(`${TENANTS} tenants × ${KEYS_PER_TENANT} keys; closed loop at concurrency ${CONCURRENCY}; ${PHASE_MS / 1000} s per phase after ${WARMUP_MS / 1000} s warm-up; service WEB_CONCURRENCY=${args.workers}${args.env ? `, ${args.env}` : ""}; load generator in its own process on the same cores`);
+  out.push(`${TENANTS} tenants × ${KEYS_PER_TENANT} keys; closed loop at concurrency ${CONCURRENCY}; ${PHASE_MS / 1000} s per phase after ${WARMUP_MS / 1000} s warm-up; service WEB_CONCURRENCY=${args.workers}${args.env ? `, ${args.env}` : ""}${args["node-flags"] ? `, node flags ${args["node-flags"]}` : ""}; load generator in its own process on the same cores`);
   out.push("");
   const rows: string[][] = [];
   for (const c of report.closed) {
