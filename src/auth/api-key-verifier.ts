@@ -164,15 +164,17 @@ export class ApiKeyVerifier {
     // The checksum only spares storage a lookup for a mistyped or made-up key. When the id's
     // record is cached there is no lookup to spare, and the secret's digest, compared below,
     // covers the checksum digits too: one SHA-256 per request instead of two.
-    if (!this.cache.has(shape.id) && !checksumValid(this.format, shape)) return { ok: false, reason: "KEY_INVALID", keyId: null };
+    const cached = this.cache.has(shape.id);
+    if (!cached && !checksumValid(this.format, shape)) return { ok: false, reason: "KEY_INVALID", keyId: null };
     const record = await this.cache.get(shape.id, (id) => {
       this.lookupCount++;
       return this.opts.repository.findForVerification(id);
     });
     if (!record) return { ok: false, reason: "KEY_INVALID", keyId: null };
     if (!digestMatchesHash(digestToken(presented), record.secretHash)) {
-      // A refused key reads as before: malformed (no key named) when its checksum is wrong.
-      return { ok: false, reason: "KEY_INVALID", keyId: checksumValid(this.format, shape) ? record.key.id : null };
+      // A refused key reads as before: malformed (no key named) when its checksum is wrong,
+      // which is checked here only if the cache let it pass unchecked above.
+      return { ok: false, reason: "KEY_INVALID", keyId: cached && !checksumValid(this.format, shape) ? null : record.key.id };
     }
     if (record.key.status === "REVOKED") return { ok: false, reason: "KEY_REVOKED", keyId: record.key.id };
     if (isExpired(record.key, now)) return { ok: false, reason: "KEY_EXPIRED", keyId: record.key.id };
