@@ -545,12 +545,13 @@ async function main() {
     log(`seeded in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
     const profileFlags = args.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ROOT, "bench/results/profiles")}`] : [];
-    // The heap limit `npm start` and the Docker image give node (MAX_HEAP_MB): the service is
-    // measured as it runs, and the floor the same way so the two stay comparable.
-    const heapFlags = args["node-flags"] ? args["node-flags"].split(",") : [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
-    const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...heapFlags, ...profileFlags]);
+    // The heap flags `npm start` and the Docker image give node (MAX_HEAP_MB), unless
+    // --node-flags replaces them: the service is measured as it runs, and the floor the same
+    // way so the two stay comparable.
+    const nodeFlags = args["node-flags"] ? args["node-flags"].split(",") : [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
+    const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...nodeFlags, ...profileFlags]);
     const startBare = (mode: "floor" | "peer" | "null", env: Record<string, string>) => () =>
-      startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...heapFlags, ...profileFlags] : profileFlags);
+      startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...nodeFlags, ...profileFlags] : profileFlags);
 
     let serviceMax = 0;
     if (want("service") || want("open")) {

@@ -29,7 +29,7 @@ function asLimitStatusTypes(limits: LimitStatus[]): LimitStatusType[] {
  * answer: the gateway got INTERNAL_SERVER_ERROR instead of BUDGET_EXCEEDED. The wait is capped
  * (waiting 24.8 days or longer is the same advice); the binding limit's `resetAt` is exact.
  */
-export const MAX_RETRY_AFTER_MS = 2_147_483_647;
+const MAX_RETRY_AFTER_MS = 2_147_483_647;
 
 function toDecisionType(d: Decision): DecisionType {
   return {
