@@ -1,13 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { GraphQLObjectType, getNamedType, isObjectType, type GraphQLSchema } from "graphql";
+import { getMetadataStorage } from "type-graphql";
 import { buildApiSchema } from "../../src/graphql/schema.js";
 
 /**
  * The hot path's output types resolve by property access (type-graphql `simpleResolvers`): no
  * per-field resolver, so graphql-jit builds no resolve-info object per field of a reserve's
- * answer. The types reachable from checkAndReserve / commit / release must keep it that way: a
- * field resolver, `@Authorized` or middleware added to one of them would be skipped silently by
- * type-graphql under `simpleResolvers`, so that is refused here too.
+ * answer. The types reachable from checkAndReserve / commit / release must keep it that way. A
+ * field resolver would show up as a resolver in the built schema; `@Authorized` or a middleware
+ * on one of their fields would not (type-graphql skips them silently under `simpleResolvers`),
+ * so those are looked for in type-graphql's metadata.
  */
 const HOT_ROOTS = ["checkAndReserve", "commit", "release"];
 
@@ -33,6 +35,11 @@ describe("hot-path output types", () => {
     expect(types.map((t) => t.name).sort()).toEqual(["CommitResult", "Decision", "Directives", "LimitStatus", "ReleaseResult", "Reservation"]);
     const withResolvers = types.flatMap((t) => Object.values(t.getFields()).filter((f) => f.resolve).map((f) => `${t.name}.${f.name}`));
     expect(withResolvers).toEqual([]);
+    const hot = new Set(types.map((t) => t.name));
+    const guarded = getMetadataStorage()
+      .objectTypes.filter((o) => hot.has(o.name))
+      .flatMap((o) => (o.fields ?? []).filter((f) => (f.roles?.length ?? 0) > 0 || (f.middlewares?.length ?? 0) > 0).map((f) => `${o.name}.${f.schemaName}`));
+    expect(guarded).toEqual([]);
   });
 
   it("operator types keep type-graphql's resolvers (their @Authorized fields and field resolvers depend on them)", async () => {
