@@ -24,9 +24,14 @@ const HORIZON_LOCK_TIMEOUT_MS = 200;
 /** The figures of a rollup row, in the order every statement below lists them. */
 const FIGURES = ["input_tokens", "output_tokens", "cost_nano", "requests", "failed_requests", "cancelled_requests", "overage_requests", "expired_reservations"];
 const FIGURE_COLUMNS = sql.raw(FIGURES.join(", "));
-/** Sums of a set of ledger rows, as rollup figures (FIGURES order and names). */
+/**
+ * Sums of a set of ledger rows, as rollup figures (FIGURES order and names). `rollup_sum` (migration
+ * 0008) is sum(bigint) with a bigint state: the built-in returns numeric from a 128-bit state
+ * allocated per group (eleven per day and month here). Alone it took the worst-case batches
+ * (every ledger row a new rollup row) from about 1.55 to 1.19 s per 100,000 rows in a lab.
+ */
 const LEDGER_SUMS = sql.raw(`
-  sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens, sum(cost_nano)::bigint AS cost_nano,
+  rollup_sum(input_tokens) AS input_tokens, rollup_sum(output_tokens) AS output_tokens, rollup_sum(cost_nano) AS cost_nano,
   count(*) FILTER (WHERE entry = 'COMMIT') AS requests,
   count(*) FILTER (WHERE entry = 'COMMIT' AND status = 'FAILED') AS failed_requests,
   count(*) FILTER (WHERE entry = 'COMMIT' AND status = 'CANCELLED') AS cancelled_requests,
@@ -37,7 +42,7 @@ const LEDGER_SUMS = sql.raw(`
  * ledger row carries both, usage_daily keeps period_month), so the month of a set of ledger rows
  * is the sum of its days: one aggregation over the ledger rows feeds both tables.
  */
-const DAILY_SUMS = sql.raw(FIGURES.map((f) => `sum(${f})::bigint AS ${f}`).join(", "));
+const DAILY_SUMS = sql.raw(FIGURES.map((f) => `rollup_sum(${f}) AS ${f}`).join(", "));
 const DAILY_KEY = sql.raw("tenant_id, period_day, key_id, model, route");
 const MONTHLY_KEY = sql.raw("tenant_id, period_month, key_id, model, route");
 /** ON CONFLICT: add the batch's deltas to the row (`u` is the target alias). */
@@ -168,7 +173,10 @@ export class PostgresRollupStore implements RollupStore {
       // One statement: the batch's rows are aggregated once, per day, and the months are the
       // sums of those days. Both writes go in primary-key order, so the index is filled page by
       // page rather than at random places (100,000 upserts alone: 0.6 s instead of 1.3 s) and
-      // rows are locked in one fixed order.
+      // rows are locked in one fixed order. The days are sorted once, as they are stored for the
+      // statement, and the daily write reads them in that order instead of sorting (copying) every
+      // row again: alone 1.55 → 1.13 s per 100,000 rows in the worst case, 1.05 s with rollup_sum
+      // (lab medians). Only the speed depends on that order, not what is written.
       const write = (dailyUpsert: boolean, monthlyUpsert: boolean) =>
         rowsOf<{ tenants: string[] | null; events: Array<Record<string, unknown>> | null }>(
           tx,
@@ -176,10 +184,11 @@ export class PostgresRollupStore implements RollupStore {
         WITH days AS MATERIALIZED (
           SELECT tenant_id, period_day, period_month, key_id, model, route, ${LEDGER_SUMS}
           FROM usage_ledger WHERE ${range} GROUP BY tenant_id, period_day, period_month, key_id, model, route
+          ORDER BY ${DAILY_KEY}
         ), daily AS (
           INSERT INTO usage_daily AS u (tenant_id, period_day, period_month, key_id, model, route, ${FIGURE_COLUMNS}, updated_at)
           SELECT tenant_id, period_day, period_month, key_id, model, route, ${FIGURE_COLUMNS}, now()
-          FROM days ORDER BY ${DAILY_KEY}
+          FROM days
           ${dailyUpsert ? DAILY_UPSERT : sql``}
         ), monthly AS (
           INSERT INTO usage_monthly AS u (tenant_id, period_month, key_id, model, route, ${FIGURE_COLUMNS}, updated_at)
