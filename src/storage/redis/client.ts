@@ -1,4 +1,5 @@
 import { Redis, Cluster, type RedisOptions } from "ioredis";
+import { useLeanPipelines } from "./lean-pipeline.js";
 
 export type RedisClient = Redis | Cluster;
 
@@ -30,16 +31,20 @@ export function createHotPathRedis(s: RedisSettings): RedisClient {
     lazyConnect: false,
     retryStrategy: (times) => Math.min(times * 50, 1_000),
   };
-  if (s.clusterNodes.length > 0) {
-    return new Cluster(clusterSeeds(s.clusterNodes), {
-      redisOptions: common,
-      enableOfflineQueue: false,
-      keyPrefix: s.keyPrefix || undefined,
-      enableAutoPipelining: true,
-      clusterRetryStrategy: (times) => Math.min(times * 100, 2_000),
-    });
-  }
-  return new Redis(s.url, common);
+  const client: RedisClient =
+    s.clusterNodes.length > 0
+      ? new Cluster(clusterSeeds(s.clusterNodes), {
+          redisOptions: common,
+          enableOfflineQueue: false,
+          keyPrefix: s.keyPrefix || undefined,
+          enableAutoPipelining: true,
+          clusterRetryStrategy: (times) => Math.min(times * 100, 2_000),
+        })
+      : new Redis(s.url, common);
+  // Every auto-pipelined command goes through a pipeline: see lean-pipeline.ts for why ioredis's
+  // own would keep each request alive through every scavenge until the next mark-compact.
+  useLeanPipelines(client);
+  return client;
 }
 
 /**
