@@ -8,8 +8,8 @@ import { REDIS_CLUSTER_NODES, REDIS_URL, uniqueName } from "../support/env.js";
 
 /**
  * The hot-path client's pipelines (src/storage/redis/lean-pipeline.ts): the same object ioredis
- * builds, minus the per-instance `length` accessor that gave every pipeline a hidden class of its
- * own and kept it, with the request behind it, alive through every scavenge.
+ * builds, minus the per-instance `length` accessor whose closure, referenced from the old
+ * generation, kept every pipeline, with the request behind it, alive through every scavenge.
  */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const prefix = `${uniqueName("lean")}:`;
