@@ -33,7 +33,7 @@ function normalizeErrors(result: ExecutionResult): ExecutionResult {
     (copy as { locations: GraphQLError["locations"] }).locations = e.locations;
     return copy;
   });
-  return { ...result, errors };
+  return Object.assign({}, result, { errors });
 }
 
 /**

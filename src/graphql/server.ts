@@ -235,7 +235,10 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     const outHeaders: Record<string, string> = {};
     for (const [k, v] of result.headers) outHeaders[k] = v;
     if (result.body.kind === "complete") {
-      res.writeHead(result.status ?? 200, { ...outHeaders, "content-length": Buffer.byteLength(result.body.string) });
+      // Added in place: `{ ...outHeaders, "content-length": … }` would give every response's
+      // headers object a V8 map of its own (see archiveEntry in the enforcement service).
+      outHeaders["content-length"] = String(Buffer.byteLength(result.body.string));
+      res.writeHead(result.status ?? 200, outHeaders);
       res.end(result.body.string);
     } else {
       res.writeHead(result.status ?? 200, outHeaders);

@@ -164,11 +164,10 @@ export class EnforcementService {
     // (the idempotency fingerprint below still covers the request as the gateway sent it).
     const degradation = this.o.keyDegradation?.(key.id) ?? null;
     const effective: ReserveRequest = degradation
-      ? {
-          ...req,
+      ? Object.assign({}, req, {
           maxOutputTokens: Math.min(req.maxOutputTokens ?? tier.defaultMaxOutputTokens, degradation.maxOutputTokens),
           priority: PRIORITY_RANK[degradation.priority] > PRIORITY_RANK[req.priority] ? degradation.priority : req.priority,
-        }
+        })
       : req;
 
     const targets = new Set<string>();
@@ -209,12 +208,12 @@ export class EnforcementService {
         this.o.logger.warn({ err: (err as Error).message, tenantId: tenant.id }, "reserve: Redis unavailable");
         if (tier.failOpenRateLimits && plan.rateLimitsOnly) return this.failOpen(plan, reservationId, record, settleKeys, ids);
         // Fail closed: never QUOTA_EXCEEDED for an outage, always retryable.
-        return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+        return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
       }
       switch (outcome.kind) {
         case "late":
           this.o.metrics?.backendError("reserve");
-          return this.deny("BACKEND_UNAVAILABLE", "the limit store answered too late; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+          return this.deny("BACKEND_UNAVAILABLE", "the limit store answered too late; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
         case "conflict":
           throw conflict("idempotencyKey was already used with a different request", { field: "input.idempotencyKey" });
         case "seed":
@@ -222,7 +221,7 @@ export class EnforcementService {
             await this.seed(plan, outcome.missing);
           } catch (err) {
             if (!this.o.counters.isUnavailable(err)) throw err;
-            return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+            return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
           }
           continue;
         case "replay":
@@ -297,7 +296,7 @@ export class EnforcementService {
       await this.o.archive.recordNow(archiveEntry(record, reservationId, v, settleKeys, { reservedAt: now, expiresAt, failOpen: true }));
     } catch (err) {
       this.o.logger.warn({ err }, "fail-open reservation could not be archived; failing closed");
-      return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { ...ids, retryAfterMs: BACKEND_RETRY_MS });
+      return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
     }
     this.o.metrics?.failOpen();
     this.o.metrics?.decision("ALLOW", null);
@@ -386,7 +385,7 @@ export class EnforcementService {
         const check = plan.quotaChecks.find((c) => c.dimension === rung.dimension);
         if (check) retryAfterMs = Math.max(0, check.resetAt.getTime() - r.nowMs);
       }
-      return this.deny(v.deny.reason, v.deny.message, { ...extra, retryAfterMs });
+      return this.deny(v.deny.reason, v.deny.message, { retryAfterMs, ...extra });
     }
     if (r.fails.some((f) => f.kind === "brk")) {
       return this.deny("CIRCUIT_OPEN", "the tenant's spend circuit breaker is open: only CRITICAL requests pass", extra);
@@ -417,7 +416,7 @@ export class EnforcementService {
       if (!best || cand.wait > best.wait) best = cand;
     }
     if (!best) return this.deny("BACKEND_UNAVAILABLE", "the limit store gave no reason for a denial", extra);
-    return this.deny(best.reason, best.message, { ...extra, retryAfterMs: Number.isFinite(best.wait) ? best.wait : null });
+    return this.deny(best.reason, best.message, { retryAfterMs: Number.isFinite(best.wait) ? best.wait : null, ...extra });
   }
 
   /**
@@ -633,7 +632,7 @@ export class EnforcementService {
 }
 
 /** The archive's copy of a reservation: the chosen variant's model, price and holds. */
-function archiveEntry(
+export function archiveEntry(
   record: { tenantId: string; keyId: string; subject: string | null; route: string; day: string; month: string },
   id: string,
   v: PlanVariant,
@@ -641,8 +640,15 @@ function archiveEntry(
   at: { reservedAt: Date; expiresAt: Date; failOpen: boolean },
   quotaLimits: StoredReservation["quotaLimits"] = [],
 ): ArchivedReservation {
+  // Spelled out, not `{ ...record, id, … }`: V8 11 (Node 20) gives every object made by a
+  // leading spread followed by more properties a map of its own (test/ops/object-shapes.test.ts).
   return {
-    ...record,
+    tenantId: record.tenantId,
+    keyId: record.keyId,
+    subject: record.subject,
+    route: record.route,
+    day: record.day,
+    month: record.month,
     id,
     model: v.model,
     inputNanoPerToken: v.price.inputNano,
@@ -653,7 +659,9 @@ function archiveEntry(
     costNano: v.costNano,
     settleKeys,
     quotaLimits,
-    ...at,
+    reservedAt: at.reservedAt,
+    expiresAt: at.expiresAt,
+    failOpen: at.failOpen,
   };
 }
 

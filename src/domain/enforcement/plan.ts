@@ -244,19 +244,18 @@ export function buildReservePlan(p: PlanInput): ReservePlan {
     const price = model ? priceOf(model, p.now) : null;
     let v: PlanVariant;
     if (!model || !price) {
-      v = { ...variants[0]!, rung: i, deny: { reason: "MODEL_FORBIDDEN", message: `degraded model "${mapped}" is not in the price catalog` } };
+      v = Object.assign({}, variants[0]!, { rung: i, deny: { reason: "MODEL_FORBIDDEN" as const, message: `degraded model "${mapped}" is not in the price catalog` } });
     } else {
       v = variant(req, tier, model, price, { maxOutputTokens: rung.maxOutputTokens, maxInputTokens: rung.maxInputTokens, priority: rung.priority, rung: i });
     }
     if (rung.block) {
       const budget = rung.of === "DAILY_BUDGET" || rung.of === "MONTHLY_BUDGET";
-      v = {
-        ...v,
+      v = Object.assign({}, v, {
         deny: {
-          reason: budget ? "BUDGET_EXCEEDED" : "QUOTA_EXCEEDED",
+          reason: budget ? ("BUDGET_EXCEEDED" as const) : ("QUOTA_EXCEEDED" as const),
           message: `usage reached ${rung.atPercent}% of ${rung.of}: the degradation ladder blocks further requests this period`,
         },
-      };
+      });
     }
     variants.push(v);
     ladder.push({ dimension: rung.of, atPercent: rung.atPercent, variant: variants.length - 1 });

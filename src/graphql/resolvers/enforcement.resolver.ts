@@ -31,7 +31,7 @@ function asLimitStatusTypes(limits: LimitStatus[]): LimitStatusType[] {
  */
 const MAX_RETRY_AFTER_MS = 2_147_483_647;
 
-function toDecisionType(d: Decision): DecisionType {
+export function toDecisionType(d: Decision): DecisionType {
   return {
     outcome: d.outcome as DecisionOutcome,
     allowed: d.allowed,
@@ -47,7 +47,9 @@ function toDecisionType(d: Decision): DecisionType {
           costUsd: formatUsd(d.reservation.costNano),
         }
       : null,
-    directives: d.directives ? { ...d.directives, priority: d.directives.priority as Priority } : null,
+    directives: d.directives
+      ? { model: d.directives.model, maxInputTokens: d.directives.maxInputTokens, maxOutputTokens: d.directives.maxOutputTokens, priority: d.directives.priority as Priority }
+      : null,
     limits: asLimitStatusTypes(d.limits),
     tenantId: d.tenantId,
     keyId: d.keyId,
