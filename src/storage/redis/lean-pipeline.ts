@@ -99,8 +99,10 @@ export function useLeanPipelines(client: RedisClient): void {
   const isCluster = c.constructor.name === "Cluster" || c.isCluster === true;
   c.pipeline = function leanPipeline(commands) {
     const p = Object.create(shared) as PipelineFields;
-    // Commander's constructor, then Pipeline's, field by field in their order.
-    p.options = {};
+    // Commander's constructor, then Pipeline's, field by field in their order. Commander sets
+    // `options` to {} and Pipeline then replaces it with the client's: the property keeps its
+    // first place, so it is set once, to its final value.
+    p.options = c.options;
     p.scriptsSet = {};
     p.addedBuiltinSet = new Set();
     p.redis = this;
@@ -111,7 +113,6 @@ export function useLeanPipelines(client: RedisClient): void {
     p._transactions = 0;
     p._shaToScript = shaToScript;
     p.isCluster = isCluster;
-    p.options = c.options;
     p.promise = new Promise((resolve, reject) => {
       p.resolve = resolve;
       p.reject = reject;
