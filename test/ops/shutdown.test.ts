@@ -57,8 +57,7 @@ describe("SIGTERM under reserve + commit load", () => {
     return { status: res.status, body: await res.json() };
   }
 
-  async function load(signalAt: { ms: number | null }): Promise<Outcome> {
-    const out: Outcome = { ackedCommits: [], ackedCommitsAfterSignal: 0, ackedReservations: [], badAnswers: [], networkErrors: 0 };
+  async function load(out: Outcome, signalAt: { ms: number | null }): Promise<Outcome> {
     const loop = async (i: number) => {
       for (let n = 0; ; n++) {
         try {
@@ -93,8 +92,15 @@ describe("SIGTERM under reserve + commit load", () => {
   it("finishes in-flight commits, loses none that were acknowledged, flushes the archive, and exits 0", async () => {
     const signalAt: { ms: number | null } = { ms: null };
     const exited = new Promise<number | null>((resolve) => server.child.once("exit", (code) => resolve(code)));
-    const running = load(signalAt);
-    await new Promise((r) => setTimeout(r, 1_500));
+    const out: Outcome = { ackedCommits: [], ackedCommitsAfterSignal: 0, ackedReservations: [], badAnswers: [], networkErrors: 0 };
+    const running = load(out, signalAt);
+    // Signal once the load is well under way, counted in acknowledged commits rather than
+    // wall time: a slow or busy machine (CI ran this at a third of its usual rate) must not
+    // turn the test into a test of its speed.
+    const deadline = Date.now() + 30_000;
+    while (out.ackedCommits.length < 80 && out.badAnswers.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
     signalAt.ms = Date.now();
     server.child.kill("SIGTERM");
     const [outcome, code] = await Promise.all([running, exited]);
