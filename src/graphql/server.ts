@@ -11,7 +11,7 @@ import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
 import { ComplexityCache, measureComplexity } from "./complexity-cache.js";
-import { jitExecutionGateway } from "./jit-executor.js";
+import { jitExecution, type JitExecution } from "./jit-executor.js";
 import { attachSubscriptionServer } from "./subscriptions.js";
 
 export interface ApiServerOptions {
@@ -32,6 +32,8 @@ export interface ApiServerOptions {
 
 export interface ApiServer {
   apollo: ApolloServer<GraphQLContext>;
+  /** Compiled execution, when on: its counters say how hot operations were answered. */
+  jit: JitExecution | null;
   http: http.Server;
   listen(port: number, host: string): Promise<number>;
   /** Stop accepting, let in-flight requests finish, then stop Apollo. */
@@ -150,8 +152,9 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     },
   };
 
+  const jit = opts.jit ? jitExecution(opts.schema) : null;
   const apollo = new ApolloServer<GraphQLContext>({
-    ...(opts.jit ? { gateway: jitExecutionGateway(opts.schema) } : { schema: opts.schema }),
+    ...(jit ? { gateway: jit.gateway } : { schema: opts.schema }),
     introspection: opts.introspection,
     // main.ts owns SIGTERM/SIGINT and the drain order. Apollo's own handler (on outside
     // NODE_ENV=test) would stop Apollo mid-drain and then re-send the signal to the process.
@@ -163,7 +166,16 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
     formatError: makeFormatError({ onInternal: () => {} }),
     // Cache control would wrap every resolver to collect hints for HTTP caching, which nothing
     // here uses (mutations and private data): disabled, it costs nothing per field.
-    plugins: [complexityPlugin, requestIdPlugin, ApolloServerPluginLandingPageDisabled(), ApolloServerPluginCacheControlDisabled(), ...(opts.plugins ?? [])],
+    plugins: [
+      complexityPlugin,
+      requestIdPlugin,
+      ApolloServerPluginLandingPageDisabled(),
+      ApolloServerPluginCacheControlDisabled(),
+      ...(opts.plugins ?? []),
+      // Apollo asks for responseForOperation after every plugin's didResolveOperation (the
+      // complexity limit above, operation metrics): the compiled answer comes after those.
+      ...(jit ? [jit.plugin as ApolloServerPlugin<GraphQLContext>] : []),
+    ],
     logger: {
       debug: (m) => logger.debug(m),
       info: (m) => logger.info(m),
@@ -278,6 +290,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
 
   return {
     apollo,
+    jit,
     http: server,
     listen(port, host) {
       return new Promise((resolve, reject) => {
