@@ -244,9 +244,9 @@ interface Report {
   open: Array<{ percent: number; rate: number; r: LoadResult; redisStalls: RedisStalls | null }>;
   /** The floor and the null server in open loop at the service's rates (same percent keys). */
   openBaselines: Array<{ label: "floor" | "null"; percent: number; rate: number; r: LoadResult; redisStalls: RedisStalls | null }>;
-  durableLag: { p50: number; p99: number; batches: number } | null;
+  durableLag: { p50: number; p99: number; commits: number } | null;
   /** The same histogram over the open-loop phase at 50 % of the maximum. */
-  durableLagOpen: { p50: number; p99: number; batches: number } | null;
+  durableLagOpen: { p50: number; p99: number; commits: number } | null;
   ledger: { rowsPerSec: number; lag: LatencySummary; batches: number; avgBatch: number } | null;
   rollup: string[][] | null;
   rollupNote: string | null;
@@ -274,15 +274,18 @@ async function measureTarget(
   const proc = await start();
   const url = `http://127.0.0.1:${proc.port}${pathName}`;
   try {
+    // The lag window starts after priming: the first use of each key seeds its counters from
+    // the ledger, a start-up cost that is not the group commit's.
+    if (opts.lag) await runLoad({ ...closedSpec(kind, url, token, keysFile, "uniform", true), durationMs: 500, warmupMs: 0 });
     const before = opts.lag ? await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds") : null;
-    const uniform = await runLoad(closedSpec(kind, url, token, keysFile, "uniform", true));
+    const uniform = await runLoad(closedSpec(kind, url, token, keysFile, "uniform", !opts.lag));
     log(`${label} uniform: ${fmtInt(uniform.pairsPerSec)} pairs/s (load ${load1()})`);
     if (before) {
       const after = await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds");
       report.durableLag = {
         p50: bucketPercentile(before, after, 50),
         p99: bucketPercentile(before, after, 99),
-        batches: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0),
+        commits: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0),
       };
     }
     let zipf: LoadResult | null = null;
@@ -613,7 +616,7 @@ async function main() {
             log(`open loop ${percent}% = ${rate} pairs/s: reserve p99 ${fmtMs(r.reserve.p99)} ms (load ${load1()})`);
             if (before) {
               const after = await scrapeHistogram(proc.port, "llm_ledger_commit_durable_seconds");
-              report.durableLagOpen = { p50: bucketPercentile(before, after, 50), p99: bucketPercentile(before, after, 99), batches: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0) };
+              report.durableLagOpen = { p50: bucketPercentile(before, after, 50), p99: bucketPercentile(before, after, 99), commits: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0) };
             }
             report.open.push({ percent, rate, r, redisStalls });
           }
@@ -734,10 +737,10 @@ function print(elapsedMs: number) {
     out.push(`ledger group commit in isolation: ${fmtInt(l.rowsPerSec)} commits/s (target ≥ 20,000), ${fmtInt(l.batches)} batches of ${fmtInt(l.avgBatch)} rows on average; append → durable p50 ${fmtMs(l.lag.p50)} ms, p99 ${fmtMs(l.lag.p99)} ms with 4,000 waiting`);
   }
   if (report.durableLag) {
-    out.push(`commit → durable under the service's closed-loop load (service's own histogram, oldest row per batch, bucket bound): p50 ≤ ${fmtMs(report.durableLag.p50)} ms, p99 ≤ ${fmtMs(report.durableLag.p99)} ms over ${fmtInt(report.durableLag.batches)} batches (target p99 < 20 ms)`);
+    out.push(`commit → durable under the service's closed-loop load (service's own histogram, per commit, after priming, bucket bound): p50 ≤ ${fmtMs(report.durableLag.p50)} ms, p99 ≤ ${fmtMs(report.durableLag.p99)} ms over ${fmtInt(report.durableLag.commits)} commits (target p99 < 20 ms)`);
   }
   if (report.durableLagOpen) {
-    out.push(`commit → durable at 50 % of the maximum (open loop): p50 ≤ ${fmtMs(report.durableLagOpen.p50)} ms, p99 ≤ ${fmtMs(report.durableLagOpen.p99)} ms over ${fmtInt(report.durableLagOpen.batches)} batches`);
+    out.push(`commit → durable at 50 % of the maximum (open loop): p50 ≤ ${fmtMs(report.durableLagOpen.p50)} ms, p99 ≤ ${fmtMs(report.durableLagOpen.p99)} ms over ${fmtInt(report.durableLagOpen.commits)} commits`);
   }
   if (report.rollup) {
     out.push("");

@@ -207,6 +207,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   });
   const ledger = new PostgresLedgerWriter(db, { lingerMs: config.ledger.lingerMs, maxBatch: config.ledger.maxBatch, logger });
   ledger.onBatch = metrics.ledgerBatch;
+  ledger.onDurable = metrics.ledgerDurable;
   // Runs before the database closes (cleanups run in reverse): every acknowledged commit is durable.
   cleanups.push(() => ledger.flush());
   const archive = new PostgresReservationArchive(db, { lingerMs: 20, maxBatch: 1_000, logger });

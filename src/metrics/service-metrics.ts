@@ -42,7 +42,7 @@ export class ServiceMetrics {
   private readonly redisConnectionErrors: Counter<"client">;
   readonly operationDuration: Histogram<"operation" | "type" | "status">;
   private readonly ledgerBatchSize: Histogram;
-  private readonly ledgerDurable: Histogram;
+  private readonly ledgerDurableSeconds: Histogram;
 
   // Bound children: the hot path increments without building a label key per call.
   private readonly decisionChildren = new Map<string, Counter.Internal>();
@@ -94,9 +94,9 @@ export class ServiceMetrics {
       buckets: BATCH_BUCKETS,
       registers,
     });
-    this.ledgerDurable = new Histogram({
+    this.ledgerDurableSeconds = new Histogram({
       name: "llm_ledger_commit_durable_seconds",
-      help: "Time from a ledger row's enqueue (commit) to its batch being durable in Postgres, per batch (oldest row of the batch)",
+      help: "Time from a commit's ledger row being enqueued to its batch being durable in Postgres, per commit",
       buckets: LATENCY_BUCKETS,
       registers,
     });
@@ -170,9 +170,13 @@ export class ServiceMetrics {
   }
 
   /** The ledger writer's onBatch hook. */
-  ledgerBatch = (size: number, durableMs: number): void => {
+  ledgerBatch = (size: number): void => {
     this.ledgerBatchSize.observe(size);
-    this.ledgerDurable.observe(durableMs / 1000);
+  };
+
+  /** The ledger writer's onDurable hook: one observation per commit. */
+  ledgerDurable = (ms: number): void => {
+    this.ledgerDurableSeconds.observe(ms / 1000);
   };
 
   private renderer: (() => Promise<{ contentType: string; body: string }>) | null = null;

@@ -31,7 +31,7 @@ interface Pending {
   entry: LedgerEntry;
   resolve: () => void;
   reject: (e: unknown) => void;
-  /** When it was appended (ms): the batch's commit → durable lag is measured from its oldest row. */
+  /** When it was appended (ms): each commit's commit → durable lag is measured from it. */
   at: number;
 }
 
@@ -53,8 +53,10 @@ export class PostgresLedgerWriter implements LedgerWriter {
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   readonly stats: GroupCommitStats = { batches: 0, rows: 0, lastBatchSize: 0 };
-  /** Observers of each batch (size, ms from first enqueue to durable): metrics hook. */
-  onBatch: ((size: number, durableMs: number) => void) | null = null;
+  /** Observer of each batch's size: metrics hook. */
+  onBatch: ((size: number) => void) | null = null;
+  /** Observer of each row's ms from append to durable (its commit's wait): metrics hook. */
+  onDurable: ((ms: number) => void) | null = null;
 
   constructor(
     private readonly db: Db,
@@ -82,8 +84,12 @@ export class PostgresLedgerWriter implements LedgerWriter {
           this.stats.batches++;
           this.stats.rows += batch.length;
           this.stats.lastBatchSize = batch.length;
-          this.onBatch?.(batch.length, Date.now() - batch[0]!.at);
-          for (const p of batch) p.resolve();
+          this.onBatch?.(batch.length);
+          const now = Date.now();
+          for (const p of batch) {
+            this.onDurable?.(now - p.at);
+            p.resolve();
+          }
         },
         (err) => {
           this.opts.logger.error({ err, rows: batch.length }, "ledger batch failed");
