@@ -40,9 +40,18 @@ export interface InvalidatedCacheOptions {
  * under a request and entries loaded together do not all reload in the same instant (a
  * benchmark's 5,000 keys, primed at once, used to expire together and stall the hot path
  * on Postgres for a moment every TTL). No value is ever served older than `ttlMs`.
+ *
+ * Eviction beyond `maxEntries` is second-chance (CLOCK) in insertion order: a hit only marks its
+ * entry used, and eviction moves used entries to the back (clearing the mark) and drops the
+ * first unused one, so a recently used entry outlives those not read since. A hit no longer
+ * re-inserts its entry to keep the Map in LRU order: every delete + set on a long-lived Map
+ * leaves a hole, and each time the holes fill V8 rehashes into a new table linked from the
+ * old one, which, once in the old generation, keeps every later table alive through scavenges
+ * until the next mark-compact. The gateway's credential (one entry, read by every request)
+ * produced a new table every few requests.
  */
 export class InvalidatedCache<V> {
-  private readonly entries = new Map<string, { value: V; expiresAt: number; refreshAt: number }>();
+  private readonly entries = new Map<string, Entry<V>>();
   private readonly inflight = new Map<string, Promise<V>>();
   private epoch = 0;
 
@@ -67,9 +76,7 @@ export class InvalidatedCache<V> {
     if (hit) {
       const now = this.now();
       if (hit.expiresAt > now) {
-        // Re-insert so Map order is least-recently-used first, which is what eviction drops.
-        this.entries.delete(id);
-        this.entries.set(id, hit);
+        if (!hit.used) hit.used = true;
         if (hit.refreshAt <= now && !this.inflight.has(id)) this.load(id, load).catch(() => undefined);
         return hit.value;
       }
@@ -106,15 +113,30 @@ export class InvalidatedCache<V> {
 
   private store(id: string, value: V): void {
     this.entries.delete(id);
+    // Second chance: each used entry met is moved to the back unmarked, so within one pass
+    // over the entries an unused one is found and dropped.
     while (this.entries.size >= this.opts.maxEntries) {
-      const oldest = this.entries.keys().next();
+      const oldest = this.entries.entries().next();
       if (oldest.done) break;
-      this.entries.delete(oldest.value);
+      const [key, entry] = oldest.value;
+      this.entries.delete(key);
+      if (entry.used) {
+        entry.used = false;
+        this.entries.set(key, entry);
+      }
     }
     const now = this.now();
     const ttl = this.opts.ttlMs;
-    this.entries.set(id, { value, expiresAt: now + ttl, refreshAt: now + ttl * (0.8 + Math.random() * 0.15) });
+    this.entries.set(id, { value, expiresAt: now + ttl, refreshAt: now + ttl * (0.8 + Math.random() * 0.15), used: false });
   }
+}
+
+interface Entry<V> {
+  value: V;
+  expiresAt: number;
+  refreshAt: number;
+  /** Read since it was stored or last passed over by eviction (second chance). */
+  used: boolean;
 }
 
 export interface ApiKeyVerifierOptions {
