@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { mainThreadScavenges } from "../support/gc-trace.js";
 
 /**
  * InvalidatedCache marks a hit instead of re-inserting it (second-chance eviction; see the class).
@@ -19,13 +20,7 @@ async function promotedKb(mode: "cache" | "reinsert"): Promise<number> {
     ["--trace-gc-nvp", "--max-semi-space-size=4", "--expose-gc", "--import", "tsx", path.join(ROOT, "test/auth/cache-gc.child.ts"), mode],
     { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 },
   );
-  const byIsolate = new Map<string, number[]>();
-  for (const line of stdout.split("\n")) {
-    const m = /^\[\d+:(0x[0-9a-f]+)\].* gc=s .*\bpromoted=(\d+)/.exec(line);
-    if (m) byIsolate.set(m[1]!, [...(byIsolate.get(m[1]!) ?? []), Number(m[2]) / 1024]);
-  }
-  // The main thread's isolate is the busiest (tsx's loader runs in a worker with its own).
-  const main = [...byIsolate.values()].sort((a, b) => b.length - a.length)[0] ?? [];
+  const main = mainThreadScavenges(stdout, "promoted");
   expect(main.length, `scavenges seen for ${mode}`).toBeGreaterThanOrEqual(12);
   const sorted = main.slice(-12).sort((a, b) => a - b);
   return sorted[6]!;

@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { mainThreadScavenges } from "../support/gc-trace.js";
 import { createHotPathRedis, whenReady, type RedisClient } from "../../src/storage/redis/client.js";
 import { REDIS_CLUSTER_NODES, REDIS_URL, uniqueName } from "../support/env.js";
 
@@ -111,13 +112,7 @@ describe("the hot-path client's pipelines", () => {
         ["--trace-gc-nvp", "--max-semi-space-size=4", "--import", "tsx", path.join(ROOT, "test/ops/pipeline-gc.child.ts"), kind],
         { cwd: ROOT, env: { ...process.env, TEST_REDIS_URL: REDIS_URL, TEST_REDIS_CLUSTER_NODES: REDIS_CLUSTER_NODES }, maxBuffer: 64 * 1024 * 1024 },
       );
-      const byIsolate = new Map<string, number[]>();
-      for (const line of stdout.split("\n")) {
-        const m = /^\[\d+:(0x[0-9a-f]+)\].* gc=s .*\bnew_space_survived=(\d+)/.exec(line);
-        if (m) byIsolate.set(m[1]!, [...(byIsolate.get(m[1]!) ?? []), Number(m[2]) / 1024]);
-      }
-      // The main thread's isolate is the busiest (tsx's loader runs in a worker with its own).
-      const main = [...byIsolate.values()].sort((a, b) => b.length - a.length)[0] ?? [];
+      const main = mainThreadScavenges(stdout, "new_space_survived");
       expect(main.length, `scavenges seen for ${kind}`).toBeGreaterThanOrEqual(12);
       const last = main.slice(-10).sort((a, b) => a - b);
       return last[5]!;
