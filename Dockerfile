@@ -31,4 +31,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # SIGTERM itself and drains; compose's `init: true` puts tini in front to reap children.
 # `exec` replaces the shell, so node is still the process that gets the signal; the shell is
 # only there to read MAX_HEAP_MB (V8's old-space limit, as in `npm start`).
-CMD ["sh", "-c", "exec node --max-old-space-size=${MAX_HEAP_MB:-256} --max-semi-space-size=32 --import tsx src/main.ts"]
+CMD ["sh", "-c", "exec node --max-old-space-size=${MAX_HEAP_MB:-256} --max-semi-space-size=32 --no-allocation-site-pretenuring --import tsx src/main.ts"]

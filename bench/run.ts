@@ -596,7 +596,7 @@ async function main() {
     // The heap flags `npm start` and the Docker image give node (MAX_HEAP_MB), unless
     // --node-flags replaces them: the service is measured as it runs, and the floor the same
     // way so the two stay comparable.
-    const nodeFlags = args["node-flags"] ? args["node-flags"].split(",") : [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32"];
+    const nodeFlags = args["node-flags"] ? args["node-flags"].split(",") : [`--max-old-space-size=${process.env.MAX_HEAP_MB ?? "256"}`, "--max-semi-space-size=32", "--no-allocation-site-pretenuring"];
     const startService = (env: Record<string, string>) => () => startNode("src/main.ts", [], env, [...nodeFlags, ...profileFlags]);
     const startBare = (mode: "floor" | "peer" | "null", env: Record<string, string>) => () =>
       startNode("bench/bare-server.ts", [mode], env, mode === "floor" ? [...nodeFlags, ...profileFlags] : profileFlags);

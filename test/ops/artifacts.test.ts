@@ -22,6 +22,19 @@ describe("generated artifacts match the code", () => {
     expect(committed, "schema/schema.graphql is stale: run `npm run schema:emit` and commit the result").toBe(fromCode);
   });
 
+  it("npm start, the Docker image and the benchmark give node the same flags", () => {
+    // The benchmark measures the service as it runs; a flag added to one and not the others
+    // (the V8 heap and GC flags, README: Performance) would make its figures another build's.
+    const flagsOf = (command: string) => command.slice(0, command.indexOf("--import")).split(/\s+/).filter((t) => t.startsWith("--")).map((t) => t.replace(/=\$\{MAX_HEAP_MB:-256\}/, "=256"));
+    const start = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).scripts.start as string;
+    const cmd = /^CMD \["sh", "-c", "exec (node [^"]*)"\]$/m.exec(readFileSync(path.join(ROOT, "Dockerfile"), "utf8"))![1]!;
+    const bench = /const nodeFlags = args\["node-flags"\] \? [^:]*: \[(.*)\];/.exec(readFileSync(path.join(ROOT, "bench/run.ts"), "utf8"))![1]!;
+    const benchFlags = [...bench.matchAll(/"(--[^"]+)"|`(--[^`$]+)\$\{process\.env\.MAX_HEAP_MB \?\? "256"\}`/g)].map((m) => m[1] ?? `${m[2]}256`);
+    expect(flagsOf(start)).toEqual(["--max-old-space-size=256", "--max-semi-space-size=32", "--no-allocation-site-pretenuring"]);
+    expect(flagsOf(cmd)).toEqual(flagsOf(start));
+    expect(benchFlags).toEqual(flagsOf(start));
+  });
+
   it("README.md documents every configuration variable, and only those", () => {
     // The variables are the keys of config.ts's EnvSchema (two-space-indented UPPER_CASE keys).
     const source = readFileSync(path.join(ROOT, "src/config/config.ts"), "utf8");
