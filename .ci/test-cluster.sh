@@ -11,6 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash .ci/redis-cluster.sh start
 export TEST_REDIS_CLUSTER_NODES="$(bash .ci/redis-cluster.sh nodes)"
 echo "TEST_REDIS_CLUSTER_NODES=$TEST_REDIS_CLUSTER_NODES"
+export NODE_ENV=test
 exec npx vitest run test/cluster test/enforcement test/jobs test/events \
   --exclude test/enforcement/durability.test.ts \
   --exclude test/enforcement/fail-closed.test.ts \
