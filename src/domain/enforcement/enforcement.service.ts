@@ -111,6 +111,11 @@ export class EnforcementService {
     return d;
   }
 
+  /** Fail closed on a limit-store outage: never QUOTA_EXCEEDED for it, always retryable. */
+  private backendDown(ids: { tenantId: string; keyId: string }, message = "the limit store is unavailable; retry shortly"): Denial {
+    return this.deny("BACKEND_UNAVAILABLE", message, { retryAfterMs: BACKEND_RETRY_MS, ...ids });
+  }
+
   async checkAndReserve(req: ReserveRequest, actor: Actor): Promise<Decision> {
     const decision = await this.reserveDecision(req, actor);
     if (this.o.observer) {
@@ -207,13 +212,12 @@ export class EnforcementService {
         this.o.metrics?.backendError("reserve");
         this.o.logger.warn({ err: (err as Error).message, tenantId: tenant.id }, "reserve: Redis unavailable");
         if (tier.failOpenRateLimits && plan.rateLimitsOnly) return this.failOpen(plan, reservationId, record, settleKeys, ids);
-        // Fail closed: never QUOTA_EXCEEDED for an outage, always retryable.
-        return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
+        return this.backendDown(ids);
       }
       switch (outcome.kind) {
         case "late":
           this.o.metrics?.backendError("reserve");
-          return this.deny("BACKEND_UNAVAILABLE", "the limit store answered too late; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
+          return this.backendDown(ids, "the limit store answered too late; retry shortly");
         case "conflict":
           throw conflict("idempotencyKey was already used with a different request", { field: "input.idempotencyKey" });
         case "seed":
@@ -221,7 +225,7 @@ export class EnforcementService {
             await this.seed(plan, outcome.missing);
           } catch (err) {
             if (!this.o.counters.isUnavailable(err)) throw err;
-            return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
+            return this.backendDown(ids);
           }
           continue;
         case "replay":
@@ -296,7 +300,7 @@ export class EnforcementService {
       await this.o.archive.recordNow(archiveEntry(record, reservationId, v, settleKeys, { reservedAt: now, expiresAt, failOpen: true }));
     } catch (err) {
       this.o.logger.warn({ err }, "fail-open reservation could not be archived; failing closed");
-      return this.deny("BACKEND_UNAVAILABLE", "the limit store is unavailable; retry shortly", { retryAfterMs: BACKEND_RETRY_MS, ...ids });
+      return this.backendDown(ids);
     }
     this.o.metrics?.failOpen();
     this.o.metrics?.decision("ALLOW", null);
