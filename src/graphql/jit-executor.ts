@@ -40,7 +40,7 @@ function normalizeErrors(result: ExecutionResult): ExecutionResult {
 type Deferred = { result: ExecutionResult } | { thrown: unknown };
 
 export interface JitExecution {
-  /** Apollo's executor hook (the `gateway` option): answers whatever the plugin did not. */
+  /** Apollo's executor hook (the `gateway` option): hands back what the plugin kept, runs the rest with graphql-js. */
   gateway: Gateway;
   /** Answers hot operations that succeed before Apollo's execution phase (see below). */
   plugin: ApolloServerPlugin<BaseContext>;
@@ -143,14 +143,8 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
       if ("thrown" in kept) throw kept.thrown;
       return kept.result;
     }
-    const variables = rc.request.variables ?? {};
-    const hot = compiledFor(rc.document, rc.operationName);
-    if (!hot) {
-      return execute({ schema, document: rc.document, contextValue: rc.context, variableValues: variables, operationName: rc.operationName });
-    }
-    // Not reached through Apollo's pipeline (the plugin answered or deferred every hot
-    // operation); kept so the executor stands on its own.
-    return worded(hot.op, variables, await hot.q.query(undefined, rc.context, variables));
+    // Every hot operation was answered or kept by the plugin above; the rest run here.
+    return execute({ schema, document: rc.document, contextValue: rc.context, variableValues: rc.request.variables ?? {}, operationName: rc.operationName });
   };
 
   return {
