@@ -311,6 +311,35 @@ describe("usage rollups", () => {
     await expectRollupsMatchLedger(null);
   });
 
+  it("keys the rollup tables with byte-order (COLLATE \"C\") text, whatever the database's default", async () => {
+    const db = t.app.services.db;
+    // Columns, and the primary keys' columns as their indexes compare them (indcollation).
+    const columns = await rowsOf<{ t: string; c: string; coll: string }>(
+      db,
+      sql`SELECT a.attrelid::regclass::text AS t, a.attname AS c, co.collname AS coll
+          FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation
+          WHERE a.attrelid IN ('usage_daily'::regclass, 'usage_monthly'::regclass) AND a.attnum > 0 AND NOT a.attisdropped
+          ORDER BY 1, 2`,
+    );
+    expect(columns.map((r) => `${r.t}.${r.c}:${r.coll}`)).toEqual([
+      "usage_daily.key_id:C", "usage_daily.model:C", "usage_daily.period_day:C", "usage_daily.period_month:C", "usage_daily.route:C", "usage_daily.tenant_id:C",
+      "usage_monthly.key_id:C", "usage_monthly.model:C", "usage_monthly.period_month:C", "usage_monthly.route:C", "usage_monthly.tenant_id:C",
+    ]);
+    const keys = await rowsOf<{ i: string; coll: string[] }>(
+      db,
+      sql`SELECT i.indexrelid::regclass::text AS i, array(SELECT co.collname::text FROM unnest(i.indcollation) c JOIN pg_collation co ON co.oid = c) AS coll
+          FROM pg_index i WHERE i.indrelid IN ('usage_daily'::regclass, 'usage_monthly'::regclass) ORDER BY 1`,
+    );
+    expect(keys).toEqual([
+      { i: "usage_daily_pk", coll: ["C", "C", "C", "C", "C"] },
+      { i: "usage_monthly_pk", coll: ["C", "C", "C", "C", "C"] },
+    ]);
+    // The batch statement's rows come from the ledger (default collation) and join the rollup
+    // rows by key: the probe, the upserts and a report over both still find each other.
+    await rollups.runIncremental();
+    await expectRollupsMatchLedger(null);
+  });
+
   describe("usage over HTTP", () => {
     let billing: GraphQLClient;
     const USAGE = `query($tenantId: ID!, $from: DateTimeISO!, $to: DateTimeISO!, $groupBy: [UsageGroupBy!]) {

@@ -45,6 +45,15 @@ const LEDGER_SUMS = sql.raw(`
 const DAILY_SUMS = sql.raw(FIGURES.map((f) => `rollup_sum(${f}) AS ${f}`).join(", "));
 const DAILY_KEY = sql.raw("tenant_id, period_day, key_id, model, route");
 const MONTHLY_KEY = sql.raw("tenant_id, period_month, key_id, model, route");
+/**
+ * The ledger's key columns as the rollup tables compare them. Those columns are COLLATE "C"
+ * (schema/usage.ts); the ledger's have the database's default. Aggregated rows carry the rollup
+ * collation from the start, so sorting them by the key (ORDER BY DAILY_KEY / MONTHLY_KEY, which
+ * name these output columns) gives the index's own order, without a second, collated copy of
+ * every key in the sort. The statements group by position: by name, GROUP BY would mean the
+ * ledger's columns.
+ */
+const KEYS_AS_C = sql.raw(["tenant_id", "period_day", "period_month", "key_id", "model", "route"].map((c) => `${c} COLLATE "C" AS ${c}`).join(", "));
 /** ON CONFLICT: add the batch's deltas to the row (`u` is the target alias). */
 const ADD_DELTAS = sql.raw(`${FIGURES.map((f) => `${f} = u.${f} + excluded.${f}`).join(", ")}, updated_at = excluded.updated_at`);
 const DAILY_UPSERT = sql`ON CONFLICT (${DAILY_KEY}) DO UPDATE SET ${ADD_DELTAS}`;
@@ -182,8 +191,8 @@ export class PostgresRollupStore implements RollupStore {
           tx,
           sql`
         WITH days AS MATERIALIZED (
-          SELECT tenant_id, period_day, period_month, key_id, model, route, ${LEDGER_SUMS}
-          FROM usage_ledger WHERE ${range} GROUP BY tenant_id, period_day, period_month, key_id, model, route
+          SELECT ${KEYS_AS_C}, ${LEDGER_SUMS}
+          FROM usage_ledger WHERE ${range} GROUP BY 1, 2, 3, 4, 5, 6
           ORDER BY ${DAILY_KEY}
         ), daily AS (
           INSERT INTO usage_daily AS u (tenant_id, period_day, period_month, key_id, model, route, ${FIGURE_COLUMNS}, updated_at)
@@ -257,9 +266,9 @@ export class PostgresRollupStore implements RollupStore {
       // the watermark stays the incremental job's and nothing is counted twice.
       await tx.execute(sql`
         CREATE TEMP TABLE rebuilt_daily ON COMMIT DROP AS
-        SELECT tenant_id, period_day, period_month, key_id, model, route, ${LEDGER_SUMS}
+        SELECT ${KEYS_AS_C}, ${LEDGER_SUMS}
         FROM usage_ledger l WHERE id <= ${w}::bigint AND ${only("l")}
-        GROUP BY tenant_id, period_day, period_month, key_id, model, route
+        GROUP BY 1, 2, 3, 4, 5, 6
         ORDER BY ${DAILY_KEY}`); // stored in key order, so rows the MERGE inserts fill the index in order
       await tx.execute(sql`
         CREATE TEMP TABLE rebuilt_monthly ON COMMIT DROP AS

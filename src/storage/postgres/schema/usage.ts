@@ -1,4 +1,21 @@
-import { bigint, boolean, index, integer, pgTable, primaryKey, text, timestamp } from "drizzle-orm/pg-core";
+import { bigint, boolean, customType, index, integer, pgTable, primaryKey, text, timestamp } from "drizzle-orm/pg-core";
+
+/**
+ * Text compared byte by byte (COLLATE "C"), for the rollup tables' key columns. Their primary
+ * keys are five text columns that every rollup batch inserts or updates in key order and that a
+ * rebuild joins on; under the database's default collation each comparison goes through the
+ * locale (glibc's C.UTF-8 or an ICU locale). The keys are identifiers, dates and model names,
+ * for which byte order is the only order anyone reads; for UTF-8 it is code point order, which is
+ * C.UTF-8's too. Measured (migration 0009): a full rebuild of 700,000 ledger rows 3,935 → 3,539
+ * ms, into empty rollups 3,794 → 3,190 ms (medians of 5 alternated bench runs); incremental
+ * batches in a lab (backend CPU, a fresh database per run, 6 alternated runs) 1,032 → 966 ms per
+ * 100,000 rows when each is a new rollup row and 497 → 441 ms for a day's traffic, 950–1,240 →
+ * 850–870 ms on a database whose default is ICU en-US. In the bench's own incremental runs the
+ * change is within their noise. Comparisons with the ledger's default-collation columns take
+ * "C" (a column's explicit collation wins over the default), so joins and unions still work.
+ */
+const keyText = customType<{ data: string; driverData: string }>({ dataType: () => 'text COLLATE "C"' });
+
 
 /**
  * Usage rollups and the persistent quota lifecycle (issue 4, part A). Everything here is
@@ -31,12 +48,12 @@ const figures = {
 export const usageDaily = pgTable(
   "usage_daily",
   {
-    tenantId: text("tenant_id").notNull(),
-    periodDay: text("period_day").notNull(),
-    periodMonth: text("period_month").notNull(),
-    keyId: text("key_id").notNull(),
-    model: text("model").notNull(),
-    route: text("route").notNull(),
+    tenantId: keyText("tenant_id").notNull(),
+    periodDay: keyText("period_day").notNull(),
+    periodMonth: keyText("period_month").notNull(),
+    keyId: keyText("key_id").notNull(),
+    model: keyText("model").notNull(),
+    route: keyText("route").notNull(),
     ...figures,
   },
   (t) => [primaryKey({ name: "usage_daily_pk", columns: [t.tenantId, t.periodDay, t.keyId, t.model, t.route] })],
@@ -46,11 +63,11 @@ export const usageDaily = pgTable(
 export const usageMonthly = pgTable(
   "usage_monthly",
   {
-    tenantId: text("tenant_id").notNull(),
-    periodMonth: text("period_month").notNull(),
-    keyId: text("key_id").notNull(),
-    model: text("model").notNull(),
-    route: text("route").notNull(),
+    tenantId: keyText("tenant_id").notNull(),
+    periodMonth: keyText("period_month").notNull(),
+    keyId: keyText("key_id").notNull(),
+    model: keyText("model").notNull(),
+    route: keyText("route").notNull(),
     ...figures,
   },
   (t) => [primaryKey({ name: "usage_monthly_pk", columns: [t.tenantId, t.periodMonth, t.keyId, t.model, t.route] })],
