@@ -10,6 +10,8 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // Drops the Redis keys under this run's key prefixes once every file is done.
+    globalSetup: ["test/support/global-cleanup.ts"],
     // Integration tests talk to the real Postgres and Redis; each file has its own database
     // and key prefix, so files may run side by side. Two cores: two workers.
     pool: "forks",
