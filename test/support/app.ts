@@ -2,7 +2,7 @@ import { compose, type App } from "../../src/compose.js";
 import { createTestDatabase, testEnv, BOOTSTRAP_TOKEN } from "./env.js";
 import { loadConfig } from "../../src/config/config.js";
 import { GraphQLClient } from "./client.js";
-import { Redis } from "ioredis";
+import { unlinkKeys } from "./redis-keys.js";
 
 /**
  * Removes the keys a test app left under its own prefix, so the machine's shared Redis does not
@@ -11,20 +11,7 @@ import { Redis } from "ioredis";
 async function dropPrefixedKeys(env: Record<string, string>): Promise<void> {
   const prefix = env.REDIS_KEY_PREFIX;
   if (!prefix || !env.REDIS_URL || env.REDIS_CLUSTER_NODES) return;
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
-  try {
-    await redis.connect();
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (keys.length) await redis.unlink(...keys);
-      cursor = next;
-    } while (cursor !== "0");
-  } catch {
-    // Best effort: a test that stopped its Redis has nothing to clean.
-  } finally {
-    redis.disconnect();
-  }
+  await unlinkKeys(env.REDIS_URL, `${prefix}*`);
 }
 
 export interface TestApp {

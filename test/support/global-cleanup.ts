@@ -1,4 +1,4 @@
-import { Redis } from "ioredis";
+import { unlinkKeys } from "./redis-keys.js";
 import { CLUSTER_MODE, REDIS_URL } from "./env.js";
 
 /**
@@ -13,23 +13,9 @@ export default function setup(): () => Promise<void> {
   const started = Date.now() - 1_000;
   return async () => {
     if (CLUSTER_MODE) return;
-    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
-    try {
-      await redis.connect();
-      let cursor = "0";
-      do {
-        const [next, keys] = await redis.scan(cursor, "MATCH", "k_*", "COUNT", 1000);
-        const ours = keys.filter((k) => {
-          const stamp = /^k_([0-9a-z]+)_[0-9a-f]{8}:/.exec(k)?.[1];
-          return stamp !== undefined && parseInt(stamp, 36) >= started;
-        });
-        if (ours.length) await redis.unlink(...ours);
-        cursor = next;
-      } while (cursor !== "0");
-    } catch {
-      // Best effort: nothing to clean on a Redis that is gone.
-    } finally {
-      redis.disconnect();
-    }
+    await unlinkKeys(REDIS_URL, "k_*", (key) => {
+      const stamp = /^k_([0-9a-z]+)_[0-9a-f]{8}:/.exec(key)?.[1];
+      return stamp !== undefined && parseInt(stamp, 36) >= started;
+    });
   };
 }
