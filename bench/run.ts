@@ -415,6 +415,15 @@ async function rollupCost(databaseUrl: string): Promise<void> {
     const run = await rollups.runIncremental();
     return { rows: run.rows, ms: performance.now() - t0 };
   };
+  /** ROLLUP_RUNS times: ROLLUP_INCREMENT new ledger rows of `shape(run)`, then a timed incremental run. */
+  const timedRuns = async (shape: (run: number) => { days: number; back: number }) => {
+    const runs: Array<{ rows: number; ms: number }> = [];
+    for (let r = 0; r < ROLLUP_RUNS; r++) {
+      await generate(ROLLUP_INCREMENT, shape(r));
+      runs.push(await timedIncremental());
+    }
+    return runs;
+  };
   // Catch up with whatever the earlier phases wrote, so each run below rolls only its new rows.
   await rollups.runIncremental();
   // Each case is timed ROLLUP_RUNS times and reported by its median: one timing swings by a
@@ -425,21 +434,13 @@ async function rollupCost(databaseUrl: string): Promise<void> {
   const today = { days: 1, back: 0 };
   await generate(ROLLUP_INCREMENT, today);
   await rollups.runIncremental();
-  const steadyRuns: Array<{ rows: number; ms: number }> = [];
-  for (let r = 0; r < ROLLUP_RUNS; r++) {
-    await generate(ROLLUP_INCREMENT, today);
-    steadyRuns.push(await timedIncremental());
-  }
+  const steadyRuns = await timedRuns(() => today);
   const steady = medianRun(steadyRuns);
   log(`rollup incremental, a day's traffic: ${steady.rows} rows in ${steadyRuns.map((x) => x.ms.toFixed(0)).join(", ")} ms`);
   // Worst case: every ledger row starts a new rollup row (a backfill of 28 days that have no
   // rollups yet): each batch inserts its daily rows, and its first batch its monthly rows. Each
   // run backfills 28 days of other months (100 to 127 days back, then 170 to 197, …).
-  const worstRuns: Array<{ rows: number; ms: number }> = [];
-  for (let r = 0; r < ROLLUP_RUNS; r++) {
-    await generate(ROLLUP_INCREMENT, { days: 28, back: 100 + 70 * r });
-    worstRuns.push(await timedIncremental());
-  }
+  const worstRuns = await timedRuns((r) => ({ days: 28, back: 100 + 70 * r }));
   const worst = medianRun(worstRuns);
   log(`rollup incremental, every row a new rollup row: ${worst.rows} rows in ${worstRuns.map((x) => x.ms.toFixed(0)).join(", ")} ms`);
   const existing = Number(((await db.execute(sql`SELECT count(*)::bigint AS n FROM usage_ledger`)) as unknown as { rows: Array<{ n: string }> }).rows[0]!.n);
