@@ -25,6 +25,15 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
 }
 
+/** When `uniqueName(prefix)` made `name` (ms since the epoch), or null if it did not make it. */
+export function uniqueNameTime(prefix: string, name: string): number | null {
+  const stamp = new RegExp(`^${prefix}_([0-9a-z]+)_[0-9a-f]{8}$`).exec(name)?.[1];
+  return stamp === undefined ? null : parseInt(stamp, 36);
+}
+
+/** The name every test app's and spawned server's Redis key prefix starts with (testEnv). */
+export const KEY_PREFIX_NAME = "k";
+
 /**
  * A fresh database per test file (or benchmark run), dropped afterwards: files never see each
  * other's rows.
@@ -62,7 +71,7 @@ export function testEnv(databaseUrl: string, extra: Record<string, string> = {})
     DATABASE_URL: databaseUrl,
     REDIS_URL,
     ...(CLUSTER_MODE && extra.REDIS_URL === undefined ? { REDIS_CLUSTER_NODES } : {}),
-    REDIS_KEY_PREFIX: `${uniqueName("k")}:`,
+    REDIS_KEY_PREFIX: `${uniqueName(KEY_PREFIX_NAME)}:`,
     BOOTSTRAP_ADMIN_TOKEN: BOOTSTRAP_TOKEN,
     WORKERS_ENABLED: "false",
     // Production-mode test apps need a real key (config refuses the development default there).

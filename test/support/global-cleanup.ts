@@ -1,5 +1,5 @@
 import { unlinkKeys } from "./redis-keys.js";
-import { CLUSTER_MODE, REDIS_URL } from "./env.js";
+import { CLUSTER_MODE, KEY_PREFIX_NAME, REDIS_URL, uniqueNameTime } from "./env.js";
 
 /**
  * Vitest global setup: after the run, removes the Redis keys of every key prefix this run made
@@ -13,9 +13,9 @@ export default function setup(): () => Promise<void> {
   const started = Date.now() - 1_000;
   return async () => {
     if (CLUSTER_MODE) return;
-    await unlinkKeys(REDIS_URL, "k_*", (key) => {
-      const stamp = /^k_([0-9a-z]+)_[0-9a-f]{8}:/.exec(key)?.[1];
-      return stamp !== undefined && parseInt(stamp, 36) >= started;
+    await unlinkKeys(REDIS_URL, `${KEY_PREFIX_NAME}_*`, (key) => {
+      const end = key.indexOf(":");
+      return end > 0 && (uniqueNameTime(KEY_PREFIX_NAME, key.slice(0, end)) ?? -1) >= started;
     });
   };
 }
