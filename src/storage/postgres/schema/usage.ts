@@ -16,7 +16,6 @@ import { bigint, boolean, customType, index, integer, pgTable, primaryKey, text,
  */
 const keyText = customType<{ data: string; driverData: string }>({ dataType: () => 'text COLLATE "C"' });
 
-
 /**
  * Usage rollups and the persistent quota lifecycle (issue 4, part A). Everything here is
  * derived from the usage ledger, which stays the source of truth: the rollups can be rebuilt
