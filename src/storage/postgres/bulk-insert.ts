@@ -22,11 +22,28 @@ interface Client {
   query(text: string, params: unknown[]): Promise<unknown>;
 }
 
-function encode(v: string | bigint | boolean | Date | null): string | boolean | null {
-  if (v === null) return null;
+/** Quotes and escapes only what an array literal needs escaped: ids, codes and dates have no `"` or `\\`. */
+const NEEDS_ESCAPE = /["\\]/;
+
+function element(v: string | bigint | boolean | Date | null): string {
+  if (v === null) return "NULL";
   if (typeof v === "bigint") return v.toString();
-  if (v instanceof Date) return v.toISOString();
-  return v;
+  if (typeof v === "boolean") return v ? "t" : "f";
+  const s = v instanceof Date ? v.toISOString() : v;
+  return NEEDS_ESCAPE.test(s) ? `"${s.replace(/[\\"]/g, "\\$&")}"` : `"${s}"`;
+}
+
+/**
+ * One column's values as a Postgres array literal (`{"a","b",NULL}`), built here rather than
+ * by the driver: node-postgres turns a JS array into the same text, but runs two regular
+ * expressions over every element and concatenates element by element, which made its
+ * `arrayString` the service's largest allocation site on the enforcement path (the ledger's
+ * and the archive's rows: about 18 KB per reserve + commit pair at 800 pairs/s).
+ */
+export function arrayLiteral<Row>(rows: readonly Row[], value: (row: Row) => string | bigint | boolean | Date | null): string {
+  const parts = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) parts[i] = element(value(rows[i]!));
+  return `{${parts.join(",")}}`;
 }
 
 export type BulkInsert<Row> = (db: Db, rows: Row[]) => Promise<void>;
@@ -36,11 +53,7 @@ export function unnestInsert<Row>(table: string, columns: Column<Row>[], onConfl
   const arrays = columns.map((c, i) => `$${i + 1}::${c.type}[]`).join(", ");
   const text = `INSERT INTO "${table}" (${names}) SELECT * FROM unnest(${arrays}) ${onConflict}`;
   return async (db, rows) => {
-    const params = columns.map((c) => {
-      const values = new Array<string | boolean | null>(rows.length);
-      for (let i = 0; i < rows.length; i++) values[i] = encode(c.value(rows[i]!));
-      return values;
-    });
+    const params = columns.map((c) => arrayLiteral(rows, c.value));
     await (db as unknown as { $client: Client }).$client.query(text, params);
   };
 }
