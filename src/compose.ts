@@ -63,7 +63,7 @@ import { AuditService } from "./domain/abuse/audit.service.js";
 import { AbuseJobs } from "./jobs/abuse.jobs.js";
 import { ServiceMetrics } from "./metrics/service-metrics.js";
 import { instrumentCounterStore } from "./metrics/instrumented-counter-store.js";
-import { operationMetricsPlugin } from "./metrics/operation-metrics.plugin.js";
+import { operationMetrics } from "./metrics/operation-metrics.plugin.js";
 import { outboxLagReader } from "./metrics/outbox-lag.js";
 import { metricsRoute } from "./metrics/metrics-route.js";
 
@@ -399,6 +399,7 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
   };
 
   const schema = await buildApiSchema();
+  const operations = operationMetrics(metrics.operationDuration);
   const server = await createApiServer({
     schema,
     services,
@@ -408,7 +409,8 @@ export async function compose(config: Config, opts: { logger?: Logger } = {}): P
     maxComplexity: config.graphql.maxComplexity,
     maxBodyBytes: config.http.maxBodyBytes,
     jit: config.graphql.jit,
-    plugins: [operationMetricsPlugin(metrics.operationDuration)],
+    plugins: [operations.plugin],
+    observeOperation: operations.observe,
     routes: { "/metrics": metricsRoute(metrics, (err) => logger.warn({ err }, "metrics collection failed")) },
   });
 

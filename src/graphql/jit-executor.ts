@@ -1,4 +1,4 @@
-import { execute, getVariableValues, GraphQLError, type DocumentNode, type ExecutionResult, type GraphQLSchema, type OperationDefinitionNode } from "graphql";
+import { execute, getVariableValues, GraphQLError, type DocumentNode, type ExecutionResult, type FieldNode, type GraphQLSchema, type OperationDefinitionNode } from "graphql";
 import { compileQuery, isCompiledQuery, type CompiledQuery } from "graphql-jit";
 import type { ApolloServerOptionsWithGateway, ApolloServerPlugin, BaseContext, GraphQLRequestListener } from "@apollo/server";
 
@@ -36,16 +36,42 @@ function normalizeErrors(result: ExecutionResult): ExecutionResult {
   return Object.assign({}, result, { errors });
 }
 
+/**
+ * A hot operation that Apollo has parsed, validated, measured and answered without errors once,
+ * found again by its request's exact text and operation name.
+ */
+export interface KnownOperation {
+  readonly op: OperationDefinitionNode;
+  readonly q: CompiledQuery;
+  /** Its root field and operation type, the operation-metrics labels. */
+  readonly label: string;
+  readonly type: string;
+}
+
+/** Distinct hot texts remembered; gateways send a handful, a misbehaving client cannot grow it. */
+const KNOWN_MAX = 256;
+
 /** What a compiled hot operation produced when it cannot be answered from the plugin. */
 type Deferred = { result: ExecutionResult } | { thrown: unknown };
+
+/** Where a context run before Apollo carries what it produced with errors (see runKnown). */
+const KEPT = Symbol("jit.kept");
 
 export interface JitExecution {
   /** Apollo's executor hook (the `gateway` option): hands back what the plugin kept, runs the rest with graphql-js. */
   gateway: Gateway;
   /** Answers hot operations that succeed before Apollo's execution phase (see below). */
   plugin: ApolloServerPlugin<BaseContext>;
+  /** The hot operation a request names, if Apollo has answered this exact text before. */
+  known(query: string, operationName: string | null): KnownOperation | undefined;
+  /**
+   * Runs a known operation before Apollo. The result when it has no errors; otherwise null, and
+   * what it produced is kept for this context as the plugin keeps it: the caller then hands the
+   * same context to Apollo, which words and masks the errors without running it again.
+   */
+  runKnown(known: KnownOperation, context: object, variables: Record<string, unknown>): Promise<ExecutionResult | null>;
   /** How hot operations were answered: a test and the benchmark read these. */
-  readonly stats: { answeredByPlugin: number; deferredToExecutor: number; executorRuns: number };
+  readonly stats: { answeredBeforeApollo: number; answeredByPlugin: number; deferredToExecutor: number; executorRuns: number };
 }
 
 /**
@@ -72,6 +98,17 @@ export interface JitExecution {
  *
  * A bad variable yields the same error (and Apollo's BAD_USER_INPUT, HTTP 400) whichever path
  * runs: graphql-jit's own coercion decides, and graphql-js's words the refusal.
+ *
+ * Before Apollo: even answered from the plugin, a hot operation pays for Apollo's request
+ * pipeline (the query text's SHA-256, the document-store lookup, every plugin's hooks at every
+ * stage, the HTTP head negotiation, about 10 % of the service's CPU at 800 pairs/s). Once
+ * Apollo has parsed, validated, measured (depth, complexity) and answered a hot text without
+ * errors, that exact text and operation name are remembered with their compiled function
+ * (`known`), and the HTTP layer runs a later request for them before Apollo (`runKnown`): the
+ * same function, the same context, the same resolvers (type-graphql's auth checker included),
+ * and, without errors, the bytes Apollo would write. With errors the result rides on the
+ * context to Apollo, which runs its pipeline and takes the result from the executor hook as
+ * above: a refusal or a fault is worded, masked and logged by Apollo, and nothing runs twice.
  */
 export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<string> = HOT_ROOT_FIELDS): JitExecution {
   // Keyed by the document object: Apollo's document store hands out the same parsed document
@@ -80,7 +117,10 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
   // Results with errors from the plugin, for the executor hook, keyed by the request's context
   // object (one per request; a request's entry is taken by its own executor call).
   const deferred = new WeakMap<object, Deferred>();
-  const stats = { answeredByPlugin: 0, deferredToExecutor: 0, executorRuns: 0 };
+  const stats = { answeredBeforeApollo: 0, answeredByPlugin: 0, deferredToExecutor: 0, executorRuns: 0 };
+  // Keyed by operation name and query text; filled only from answers Apollo let through.
+  const knownTexts = new Map<string, KnownOperation>();
+  const knownKey = (query: string, operationName: string | null) => `${operationName ?? ""}\n${query}`;
 
   const compiledFor = (document: DocumentNode, operationName: string | null): { op: OperationDefinitionNode; q: CompiledQuery } | null => {
     let byName = compiled.get(document);
@@ -112,6 +152,14 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
 
   const listener: GraphQLRequestListener<BaseContext> = {
     async responseForOperation(rc) {
+      // Already run before Apollo, with errors: the executor hook hands that result back. Apollo
+      // runs each operation on a copy of the context it was given, so the result rode along in
+      // a symbol-keyed property of the original and is re-keyed here by the copy.
+      const ran = (rc.contextValue as { [KEPT]?: Deferred })[KEPT];
+      if (ran) {
+        deferred.set(rc.contextValue, ran);
+        return null;
+      }
       const hot = compiledFor(rc.document, rc.operationName);
       if (!hot) return null;
       const variables = rc.request.variables ?? {};
@@ -129,6 +177,10 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
         return null;
       }
       stats.answeredByPlugin++;
+      if (typeof rc.request.query === "string" && knownTexts.size < KNOWN_MAX) {
+        const root = hot.op.selectionSet.selections[0] as FieldNode;
+        knownTexts.set(knownKey(rc.request.query, rc.request.operationName ?? null), { op: hot.op, q: hot.q, label: root.name.value, type: hot.op.operation });
+      }
       // The request's own head (status and headers other plugins may have set): Apollo merges the
       // answer's head into it, which for the same object changes nothing.
       return { http: rc.response.http, body: { kind: "single", singleResult: result } };
@@ -148,6 +200,24 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
   };
 
   return {
+    known: (query, operationName) => knownTexts.get(knownKey(query, operationName)),
+    async runKnown(known, context, variables) {
+      let result: ExecutionResult;
+      try {
+        result = await known.q.query(undefined, context, variables);
+      } catch (thrown) {
+        (context as { [KEPT]?: Deferred })[KEPT] = { thrown };
+        stats.deferredToExecutor++;
+        return null;
+      }
+      if (result.errors?.length) {
+        (context as { [KEPT]?: Deferred })[KEPT] = { result: worded(known.op, variables, result) };
+        stats.deferredToExecutor++;
+        return null;
+      }
+      stats.answeredBeforeApollo++;
+      return result;
+    },
     gateway: {
       async load() {
         return { executor };

@@ -11,7 +11,7 @@ import type { Services } from "../compose.js";
 import { makeFormatError } from "./errors.js";
 import { depthLimitRule } from "./guards.js";
 import { ComplexityCache, measureComplexity } from "./complexity-cache.js";
-import { jitExecution, type JitExecution } from "./jit-executor.js";
+import { jitExecution, type JitExecution, type KnownOperation } from "./jit-executor.js";
 import { attachSubscriptionServer } from "./subscriptions.js";
 
 export interface ApiServerOptions {
@@ -26,6 +26,8 @@ export interface ApiServerOptions {
   jit?: boolean;
   /** Extra Apollo plugins (e.g. operation metrics), run after the built-in ones. */
   plugins?: ApolloServerPlugin<GraphQLContext>[];
+  /** Told of each hot operation answered before Apollo (which its plugins never see): metrics. */
+  observeOperation?: (operation: string, type: string, status: "ok", seconds: number) => void;
   /** Extra plain-HTTP routes (e.g. /metrics), answered before GraphQL. */
   routes?: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>>;
 }
@@ -88,6 +90,31 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
   const s = JSON.stringify(body);
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(s), ...headers });
   res.end(s);
+}
+
+/** The content type Apollo answers a single result with when the caller accepts JSON. */
+const JSON_UTF8 = "application/json; charset=utf-8";
+
+/**
+ * A hot operation Apollo has answered before, if this request names one and Apollo would treat
+ * it exactly as then: a POST of `application/json` (so Apollo's CSRF check passes), an Accept
+ * that Apollo answers with JSON_UTF8, no extensions (persisted queries), and an operation name
+ * and variables of the types Apollo accepts. Anything else, however close, goes to Apollo.
+ */
+function knownRequest(jit: JitExecution, req: http.IncomingMessage, parsed: unknown): { operation: KnownOperation; variables: Record<string, unknown> } | undefined {
+  if (req.method !== "POST" || parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
+  const ct = req.headers["content-type"];
+  if (ct !== "application/json" && ct !== "application/json; charset=utf-8") return undefined;
+  const accept = req.headers.accept;
+  if (accept !== undefined && accept !== "*/*" && accept !== "application/json") return undefined;
+  const body = parsed as Record<string, unknown>;
+  if (typeof body.query !== "string" || body.extensions !== undefined) return undefined;
+  const name = body.operationName ?? null;
+  if (name !== null && typeof name !== "string") return undefined;
+  const v = body.variables ?? null;
+  if (v !== null && (typeof v !== "object" || Array.isArray(v))) return undefined;
+  const operation = jit.known(body.query, name);
+  return operation ? { operation, variables: (v ?? {}) as Record<string, unknown> } : undefined;
 }
 
 /**
@@ -236,13 +263,32 @@ export async function createApiServer(opts: ApiServerOptions): Promise<ApiServer
       }
     }
 
+    // A hot operation whose exact text Apollo has already answered runs before Apollo's request
+    // pipeline (jit-executor.ts): only a POST whose answer Apollo would write the same way.
+    let context: HttpRequestContext | undefined;
+    const known = jit ? knownRequest(jit, req, parsed) : undefined;
+    if (known) {
+      const started = performance.now();
+      context = new HttpRequestContext(requestId, actor, opts.services, sourceIp, logger);
+      const result = await jit!.runKnown(known.operation, context, known.variables);
+      if (result) {
+        // What Apollo writes for an answer without errors: its default stringifyResult.
+        const s = `${JSON.stringify({ data: result.data })}\n`;
+        res.writeHead(200, { "content-type": JSON_UTF8, "content-length": String(Buffer.byteLength(s)) });
+        res.end(s);
+        opts.observeOperation?.(known.operation.label, known.operation.type, "ok", (performance.now() - started) / 1000);
+        return;
+      }
+      // Errors: kept for this context; Apollo words them without running the operation again.
+    }
+
     const headers = new HeaderMap();
     for (const [k, v] of Object.entries(req.headers)) {
       if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
     }
     const result = await apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method: (req.method ?? "GET").toUpperCase(), headers, search: url.search, body: parsed },
-      context: async () => new HttpRequestContext(requestId, actor, opts.services, sourceIp, logger),
+      context: async () => context ?? new HttpRequestContext(requestId, actor, opts.services, sourceIp, logger),
     });
     const outHeaders: Record<string, string> = {};
     for (const [k, v] of result.headers) outHeaders[k] = v;

@@ -17,34 +17,42 @@ export function operationLabel(op: OperationDefinitionNode | null | undefined): 
 /**
  * Latency per GraphQL operation, from Apollo's start of the request to the response being
  * ready. Requests that never resolve an operation (parse or validation errors) are labelled
- * "invalid", so bad traffic is visible without a series per bad document.
+ * "invalid", so bad traffic is visible without a series per bad document. Hot operations
+ * answered before Apollo (src/graphql/server.ts) are recorded through `observe`, timed from the
+ * start of their execution.
  */
-export function operationMetricsPlugin(histogram: Histogram<"operation" | "type" | "status">): ApolloServerPlugin<any> {
+export function operationMetrics(histogram: Histogram<"operation" | "type" | "status">): {
+  plugin: ApolloServerPlugin<any>;
+  observe(operation: string, type: string, status: "ok" | "error", seconds: number): void;
+} {
   const children = new Map<string, ReturnType<Histogram<"operation" | "type" | "status">["labels"]>>();
-  const child = (operation: string, type: string, status: string) => {
+  const observe = (operation: string, type: string, status: "ok" | "error", seconds: number) => {
     const k = `${operation}|${type}|${status}`;
     let c = children.get(k);
     if (!c) {
       c = histogram.labels(operation, type, status);
       children.set(k, c);
     }
-    return c;
+    c.observe(seconds);
   };
   return {
-    async requestDidStart() {
-      const started = performance.now();
-      let operation = "invalid";
-      let type = "unknown";
-      return {
-        async didResolveOperation({ operation: op }) {
-          operation = operationLabel(op);
-          type = op?.operation ?? "unknown";
-        },
-        async willSendResponse({ response }) {
-          const failed = response.body.kind === "single" && (response.body.singleResult.errors?.length ?? 0) > 0;
-          child(operation, type, failed ? "error" : "ok").observe((performance.now() - started) / 1000);
-        },
-      };
+    observe,
+    plugin: {
+      async requestDidStart() {
+        const started = performance.now();
+        let operation = "invalid";
+        let type = "unknown";
+        return {
+          async didResolveOperation({ operation: op }) {
+            operation = operationLabel(op);
+            type = op?.operation ?? "unknown";
+          },
+          async willSendResponse({ response }) {
+            const failed = response.body.kind === "single" && (response.body.singleResult.errors?.length ?? 0) > 0;
+            observe(operation, type, failed ? "error" : "ok", (performance.now() - started) / 1000);
+          },
+        };
+      },
     },
   };
 }
