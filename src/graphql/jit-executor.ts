@@ -150,6 +150,24 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
     return normalizeErrors(result);
   };
 
+  /**
+   * Runs a compiled hot operation: its result when it has no errors; otherwise what it produced
+   * (worded), for Apollo's error pipeline, and the caller keeps that where the executor finds it.
+   */
+  const run = async (op: OperationDefinitionNode, q: CompiledQuery, context: object, variables: Record<string, unknown>): Promise<ExecutionResult | Deferred> => {
+    let result: ExecutionResult;
+    try {
+      result = await q.query(undefined, context, variables);
+    } catch (thrown) {
+      stats.deferredToExecutor++;
+      return { thrown };
+    }
+    if (!result.errors?.length) return result;
+    stats.deferredToExecutor++;
+    return { result: worded(op, variables, result) };
+  };
+  const isDeferred = (r: ExecutionResult | Deferred): r is Deferred => "thrown" in r || "result" in r;
+
   const listener: GraphQLRequestListener<BaseContext> = {
     async responseForOperation(rc) {
       // Already run before Apollo, with errors: the executor hook hands that result back. Apollo
@@ -162,18 +180,9 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
       }
       const hot = compiledFor(rc.document, rc.operationName);
       if (!hot) return null;
-      const variables = rc.request.variables ?? {};
-      let result: ExecutionResult;
-      try {
-        result = await hot.q.query(undefined, rc.contextValue, variables);
-      } catch (thrown) {
-        deferred.set(rc.contextValue, { thrown });
-        stats.deferredToExecutor++;
-        return null;
-      }
-      if (result.errors?.length) {
-        deferred.set(rc.contextValue, { result: worded(hot.op, variables, result) });
-        stats.deferredToExecutor++;
+      const result = await run(hot.op, hot.q, rc.contextValue, rc.request.variables ?? {});
+      if (isDeferred(result)) {
+        deferred.set(rc.contextValue, result);
         return null;
       }
       stats.answeredByPlugin++;
@@ -202,17 +211,9 @@ export function jitExecution(schema: GraphQLSchema, rootFields: ReadonlySet<stri
   return {
     known: (query, operationName) => knownTexts.get(knownKey(query, operationName)),
     async runKnown(known, context, variables) {
-      let result: ExecutionResult;
-      try {
-        result = await known.q.query(undefined, context, variables);
-      } catch (thrown) {
-        (context as { [KEPT]?: Deferred })[KEPT] = { thrown };
-        stats.deferredToExecutor++;
-        return null;
-      }
-      if (result.errors?.length) {
-        (context as { [KEPT]?: Deferred })[KEPT] = { result: worded(known.op, variables, result) };
-        stats.deferredToExecutor++;
+      const result = await run(known.op, known.q, context, variables);
+      if (isDeferred(result)) {
+        (context as { [KEPT]?: Deferred })[KEPT] = result;
         return null;
       }
       stats.answeredBeforeApollo++;
